@@ -1,0 +1,86 @@
+"""Per-request edge work: request id, credential, error rendering, request metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from asyncio import CancelledError
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from lockgate.api.errors import openai_error_response
+from lockgate.core.errors import GatewayError, NotFound
+from lockgate.core.types import RequestContext
+from lockgate.state import STATE
+
+log = logging.getLogger("lockgate.api")
+
+CTX = web.RequestKey("lockgate_ctx", RequestContext)
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given and _SAFE_ID.match(given):
+        return given
+    return f"req_{secrets.token_hex(12)}"
+
+
+def _credential(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else None
+    return request.headers.get("x-api-key")
+
+
+@web.middleware
+async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    ctx = RequestContext(request_id=_request_id(request), credential=_credential(request))
+    request[CTX] = ctx
+    endpoint = request.match_info.route.name
+    if endpoint is None:  # health, metrics, unknown paths: no request metrics
+        return await _render_errors(request, handler, ctx)
+    metrics = request.app[STATE].metrics
+    metrics.in_flight.inc()
+    try:
+        response = await _render_errors(request, handler, ctx)
+    except CancelledError:
+        ctx.outcome = "client_disconnected"
+        raise
+    finally:
+        metrics.in_flight.dec()
+        metrics.request_done(
+            endpoint, ctx.model_group, ctx.outcome, time.perf_counter() - ctx.started
+        )
+    return response
+
+
+async def _render_errors(
+    request: web.Request, handler: Handler, ctx: RequestContext
+) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except GatewayError as exc:
+        ctx.outcome = exc.kind
+        return openai_error_response(exc, ctx)
+    except web.HTTPException as exc:  # aiohttp's own: unknown path, wrong method
+        if exc.status == 404:
+            err: GatewayError = NotFound(f"Unknown path {request.path}", code="unknown_url")
+        else:
+            err = GatewayError(exc.reason, status=exc.status, code="http_error")
+        ctx.outcome = err.kind
+        return openai_error_response(err, ctx)
+    except (CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unexpected error serving request %s", ctx.request_id)
+        ctx.outcome = "internal"
+        err = GatewayError(f"Internal gateway error (request id {ctx.request_id}).")
+        return openai_error_response(err, ctx)
+    if not response.prepared:
+        response.headers.update(ctx.response_headers())
+    return response

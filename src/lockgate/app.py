@@ -1,0 +1,80 @@
+"""Build the gateway app and its state from config; lifecycle (start, drain, close)."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from lockgate.api import openai_routes, ops_routes
+from lockgate.api.middleware import gateway_middleware
+from lockgate.config.schema import Config, ModelConfig
+from lockgate.core.auth import Authenticator
+from lockgate.core.pipeline import Pipeline
+from lockgate.core.router import Deployment, ModelGroup, Router
+from lockgate.core.tasks import TaskTracker
+from lockgate.features.metrics import Metrics
+from lockgate.providers.http import HttpPool
+from lockgate.providers.registry import create_provider
+from lockgate.state import STATE, GatewayState
+
+log = logging.getLogger("lockgate")
+
+
+def build_router(models: list[ModelConfig], http: HttpPool) -> Router:
+    names = Counter((d.provider, d.model) for m in models for d in m.deployments)
+    groups = []
+    for model in models:
+        deployments = []
+        for i, cfg in enumerate(model.deployments):
+            default_id = f"{cfg.provider}/{cfg.model}"
+            if names[(cfg.provider, cfg.model)] > 1:
+                default_id = f"{model.name}#{i}:{default_id}"
+            deployments.append(
+                Deployment(
+                    id=cfg.id or default_id,
+                    provider=cfg.provider,
+                    model=cfg.model,
+                    weight=cfg.weight,
+                    adapter=create_provider(cfg, http),
+                )
+            )
+        groups.append(ModelGroup(model.name, deployments))
+    return Router(groups)
+
+
+def build_app(config: Config) -> web.Application:
+    server = config.server
+    app = web.Application(
+        middlewares=[gateway_middleware],
+        client_max_size=server.max_body_bytes + 1,
+    )
+    http = HttpPool()
+    metrics = Metrics()
+    master = server.master_key.get_secret_value() if server.master_key else None
+    pipeline = Pipeline(
+        router=build_router(config.models, http), auth=Authenticator(master), metrics=metrics
+    )
+    state = GatewayState(
+        config=config, pipeline=pipeline, metrics=metrics, tasks=TaskTracker(), http=http
+    )
+    app[STATE] = state
+    openai_routes.add_routes(app)
+    ops_routes.add_routes(app)
+    app.on_shutdown.append(_on_shutdown)
+    app.cleanup_ctx.append(_resources)
+    return app
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    # Runs after the listener closed and before in-flight requests are awaited.
+    app[STATE].draining = True
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    yield
+    await state.tasks.drain(grace=state.config.server.shutdown_timeout)
+    await state.http.close()

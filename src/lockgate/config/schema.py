@@ -1,0 +1,81 @@
+"""The configuration schema: typed models that reject unknown keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from lockgate.providers.registry import provider_names
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 4000
+    master_key: SecretStr | None = None
+    max_body_bytes: Annotated[int, Field(gt=0)] = 16 * 1024 * 1024
+    shutdown_timeout: Annotated[float, Field(gt=0)] = 30.0
+    log_level: str = "INFO"
+
+
+class DeploymentConfig(Strict):
+    provider: str
+    model: str
+    id: str | None = None
+    api_base: AnyHttpUrl | None = None
+    api_key: SecretStr | None = None
+    weight: Annotated[float, Field(gt=0)] = 1.0
+    timeout: Annotated[float, Field(gt=0)] = 600.0
+    connect_timeout: Annotated[float, Field(gt=0)] = 10.0
+    max_connections: Annotated[int, Field(gt=0)] = 1024
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        known = provider_names()
+        if value not in known:
+            raise ValueError(f"unknown provider {value!r}; known: {', '.join(sorted(known))}")
+        return value
+
+
+class ModelConfig(Strict):
+    name: Annotated[str, Field(min_length=1)]
+    deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _wildcards_match(self) -> ModelConfig:
+        if self.name.endswith("*"):
+            return self
+        for dep in self.deployments:
+            if "*" in dep.model:
+                raise ValueError(
+                    f"deployment model {dep.model!r} has '*' but the name is not a '*'"
+                )
+        return self
+
+
+class Config(Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    models: list[ModelConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        seen: set[str] = set()
+        for model in self.models:
+            if model.name in seen:
+                raise ValueError(f"model name {model.name!r} is configured twice")
+            seen.add(model.name)
+        return self

@@ -1,0 +1,69 @@
+"""Routing: a client's model name -> its model group -> the deployment to call."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lockgate.core.errors import NotFound
+
+if TYPE_CHECKING:
+    from lockgate.providers.base import Provider
+
+
+@dataclass(slots=True)
+class Deployment:
+    id: str
+    provider: str
+    model: str  # the upstream's model name; `*` stands for what a wildcard group matched
+    weight: float
+    adapter: Provider
+
+    def upstream_model(self, matched: str) -> str:
+        return self.model.replace("*", matched) if matched else self.model
+
+
+class ModelGroup:
+    """Deployments serving one model name. A name ending in `*` serves every name it prefixes."""
+
+    def __init__(self, name: str, deployments: list[Deployment]) -> None:
+        self.name = name
+        self.deployments = deployments
+        self.prefix = name[:-1] if name.endswith("*") else None
+        self._weights = [d.weight for d in deployments]
+
+    def pick(self) -> Deployment:
+        if len(self.deployments) == 1:
+            return self.deployments[0]
+        return random.choices(self.deployments, weights=self._weights)[0]
+
+
+class Router:
+    def __init__(self, groups: list[ModelGroup]) -> None:
+        self._exact = {g.name: g for g in groups if g.prefix is None}
+        # Longest prefix first, so `openai/gpt-*` wins over `openai/*`.
+        self._wildcards = sorted(
+            (g for g in groups if g.prefix is not None),
+            key=lambda g: len(g.prefix or ""),
+            reverse=True,
+        )
+        self._names = [g.name for g in groups]
+
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def resolve(self, model: str) -> tuple[ModelGroup, str]:
+        """The group for ``model`` and, for a wildcard group, the part the `*` matched."""
+        group = self._exact.get(model)
+        if group is not None:
+            return group, ""
+        for group in self._wildcards:
+            prefix = group.prefix or ""
+            if model.startswith(prefix) and len(model) > len(prefix):
+                return group, model[len(prefix) :]
+        available = ", ".join(self._names) or "(none configured)"
+        raise NotFound(
+            f"The model {model!r} does not exist or is not served here. Available: {available}",
+            param="model",
+        )

@@ -1,0 +1,116 @@
+"""Internal request/response types. The lingua franca is the OpenAI Chat Completions shape."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Usage:
+    """Tokens as the provider reported them, normalised. Cached/reasoning are subsets."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @classmethod
+    def from_openai(cls, usage: Any) -> Usage:
+        if not isinstance(usage, dict):
+            return cls()
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        completion_details = usage.get("completion_tokens_details") or {}
+        return cls(
+            prompt_tokens=_int(usage.get("prompt_tokens")),
+            completion_tokens=_int(usage.get("completion_tokens")),
+            cached_tokens=_int(prompt_details.get("cached_tokens")),
+            cache_creation_tokens=_int(prompt_details.get("cache_creation_tokens")),
+            reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    body: JSON
+    model: str
+    stream: bool = False
+    include_usage: bool = False  # the client asked for the final usage chunk
+
+
+@dataclass(slots=True)
+class EmbeddingRequest:
+    body: JSON
+    model: str
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    body: JSON
+    usage: Usage
+    raw: bytes | None = None  # the upstream's bytes, when they may reach the client untouched
+
+
+@dataclass(slots=True)
+class EmbeddingResponse:
+    body: JSON
+    usage: Usage
+    raw: bytes | None = None
+
+
+@dataclass(slots=True)
+class Chunk:
+    """One streamed chat.completion.chunk; ``raw`` is its JSON as received, when usable as is."""
+
+    data: JSON
+    raw: bytes | None = None
+
+    @property
+    def is_usage_only(self) -> bool:
+        return not self.data.get("choices") and self.data.get("usage") is not None
+
+
+ChunkStream = AsyncGenerator[Chunk, None]
+
+
+@dataclass(slots=True)
+class Principal:
+    """Who is calling. Issue-level governance (users, teams, limits) extends this."""
+
+    key_id: str
+    is_master: bool = False
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    credential: str | None = None
+    principal: Principal | None = None
+    started: float = field(default_factory=time.perf_counter)
+    model_group: str = ""
+    deployment: str = ""
+    provider: str = ""
+    attempts: int = 0
+    outcome: str = "ok"  # an error kind when the request failed after its response started
+
+    def response_headers(self) -> dict[str, str]:
+        headers = {"x-request-id": self.request_id}
+        if self.deployment:
+            headers["x-lockgate-model-group"] = self.model_group
+            headers["x-lockgate-deployment"] = self.deployment
+            headers["x-lockgate-provider"] = self.provider
+            headers["x-lockgate-attempts"] = str(self.attempts)
+        return headers

@@ -1,0 +1,156 @@
+"""The OpenAI-compatible adapter: OpenAI, vLLM, Ollama, llama.cpp, Groq, Together, ...
+
+One adapter serves every provider that speaks OpenAI's wire format; differences between
+them are data in `profiles.py`. Bodies pass through untouched except for `model` (and
+`stream_options`, so that every stream reports its usage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import orjson
+
+from lockgate.core.errors import GatewayError, UpstreamError
+from lockgate.core.types import JSON, ChatResponse, Chunk, ChunkStream, EmbeddingResponse, Usage
+from lockgate.providers.errors import error_from_exception, error_from_payload, error_from_response
+from lockgate.providers.http import HttpPool
+from lockgate.providers.profiles import Profile
+
+_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+class OpenAICompatible:
+    def __init__(
+        self,
+        *,
+        profile: Profile,
+        api_base: str,
+        api_key: str | None,
+        http: HttpPool,
+        timeout: float,
+        connect_timeout: float,
+        max_connections: int,
+        headers: dict[str, str],
+    ) -> None:
+        self.name = profile.name
+        self._profile = profile
+        self._base = api_base.rstrip("/")
+        self._chat_url = f"{self._base}/chat/completions"
+        self._embed_url = f"{self._base}/embeddings"
+        self._headers = {"Content-Type": "application/json", **profile.extra_headers, **headers}
+        if api_key:
+            self._headers[profile.auth_header] = profile.auth_prefix + api_key
+        self._secrets = [api_key] if api_key else []
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self._http = http
+        self._max_connections = max_connections
+
+    def _session(self) -> aiohttp.ClientSession:
+        return self._http.session(self._base, max_connections=self._max_connections)
+
+    async def chat(self, body: JSON, model: str) -> ChatResponse:
+        raw = await self._post(self._chat_url, {**body, "model": model})
+        data = _loads_object(raw)
+        return ChatResponse(body=data, usage=Usage.from_openai(data.get("usage")), raw=raw)
+
+    async def embed(self, body: JSON, model: str) -> EmbeddingResponse:
+        raw = await self._post(self._embed_url, {**body, "model": model})
+        data = _loads_object(raw)
+        return EmbeddingResponse(body=data, usage=Usage.from_openai(data.get("usage")), raw=raw)
+
+    async def _post(self, url: str, payload: JSON) -> bytes:
+        try:
+            async with self._session().post(
+                url, data=orjson.dumps(payload), headers=self._headers, timeout=self._timeout
+            ) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise error_from_response(resp.status, raw, resp.headers, secrets=self._secrets)
+                return raw
+        except _TRANSPORT_ERRORS as exc:
+            raise error_from_exception(exc) from exc
+
+    async def chat_stream(self, body: JSON, model: str) -> ChunkStream:
+        payload: dict[str, Any] = {**body, "model": model, "stream": True}
+        if self._profile.stream_usage:
+            options = body.get("stream_options")
+            payload["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        try:
+            resp = await self._session().post(
+                self._chat_url,
+                data=orjson.dumps(payload),
+                headers=self._headers,
+                timeout=self._timeout,
+            )
+        except _TRANSPORT_ERRORS as exc:
+            raise error_from_exception(exc) from exc
+        completed = False
+        try:
+            if resp.status >= 400:
+                raw = await resp.read()
+                raise error_from_response(resp.status, raw, resp.headers, secrets=self._secrets)
+            async for chunk in _sse_chunks(resp.content):
+                yield chunk
+            completed = True
+        except _TRANSPORT_ERRORS as exc:
+            raise error_from_exception(exc) from exc
+        finally:
+            # A finished stream returns its connection to the pool; an abandoned one (client
+            # gone, error) closes it, which is what cancels the generation upstream.
+            if completed:
+                resp.release()
+            else:
+                resp.close()
+
+
+async def _sse_chunks(content: aiohttp.StreamReader) -> ChunkStream:
+    """Parse `data:` events of an OpenAI chat stream; end at `[DONE]`."""
+    buffer = b""
+    finished = False
+    async for piece in content.iter_any():
+        buffer += piece
+        while (end := buffer.find(b"\n")) >= 0:
+            line, buffer = buffer[:end].rstrip(b"\r"), buffer[end + 1 :]
+            if not line.startswith(b"data:"):
+                continue  # blank separators, `event:` lines, `: keep-alive` comments
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                return
+            if not data:
+                continue
+            chunk = _loads_object(data)
+            if "error" in chunk and "choices" not in chunk:
+                raise _stream_error(chunk["error"])
+            if not finished:
+                finished = any(c.get("finish_reason") for c in chunk.get("choices") or ())
+            yield Chunk(chunk, data)
+    if not finished:
+        raise UpstreamError("upstream stream ended before it was complete")
+
+
+def _stream_error(err: Any) -> GatewayError:
+    if not isinstance(err, dict):
+        return UpstreamError(f"upstream stream failed: {err}")
+    code = err.get("code") or err.get("type")
+    return error_from_payload(
+        500,
+        str(err.get("message") or "upstream stream failed"),
+        str(code) if code is not None else None,
+        None,
+    )
+
+
+def _loads_object(raw: bytes) -> JSON:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError("upstream sent a body that is not JSON") from exc
+    if not isinstance(data, dict):
+        raise UpstreamError("upstream sent JSON that is not an object")
+    return data

@@ -1,0 +1,26 @@
+"""What a running gateway holds, shared by the edge and the lifecycle code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from lockgate.config.schema import Config
+from lockgate.core.pipeline import Pipeline
+from lockgate.core.tasks import TaskTracker
+from lockgate.features.metrics import Metrics
+from lockgate.providers.http import HttpPool
+
+
+@dataclass
+class GatewayState:
+    config: Config
+    pipeline: Pipeline
+    metrics: Metrics
+    tasks: TaskTracker
+    http: HttpPool
+    draining: bool = False
+
+
+STATE = web.AppKey("lockgate_state", GatewayState)

@@ -1,0 +1,104 @@
+"""Shared fixtures: the blocking-call guard, the simulator, gateways on real sockets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+import pytest
+from aiohttp import web
+from blockbuster import BlockBuster, blockbuster_ctx
+
+from lockgate.app import build_app
+from lockgate.config.loader import parse_config
+from lockgate.providers.simulator import Simulator, SimulatorOptions
+from lockgate.state import STATE, GatewayState
+
+MASTER_KEY = "sk-lockgate-test-master-0123456789"
+PROVIDER_KEY = "sk-provider-secret-abcdefghijklmnop"
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[BlockBuster]:
+    """Fail any test in which something blocks the event loop."""
+    with blockbuster_ctx(scanned_modules=["lockgate", "tests"]) as bb:
+        yield bb
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[Simulator]:
+    sim = Simulator(SimulatorOptions(api_key=PROVIDER_KEY, seed=7))
+    await sim.start(host="127.0.0.1", port=0)
+    yield sim
+    await sim.stop()
+
+
+@dataclass
+class Gateway:
+    url: str  # http://127.0.0.1:PORT
+    app: web.Application
+
+    @property
+    def state(self) -> GatewayState:
+        return self.app[STATE]
+
+    def client(self, api_key: str = MASTER_KEY, **kwargs: Any) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            base_url=f"{self.url}/v1", api_key=api_key, max_retries=0, **kwargs
+        )
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+def one_model(api_base: str, name: str = "gpt-4o-mini", **deployment: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "deployments": [
+            {
+                "provider": "openai",
+                "model": name,
+                "api_base": api_base,
+                "api_key": PROVIDER_KEY,
+                **deployment,
+            }
+        ],
+    }
+
+
+@pytest.fixture
+async def make_gateway() -> AsyncIterator[GatewayFactory]:
+    runners: list[web.AppRunner] = []
+
+    async def factory(models: list[dict[str, Any]], **server: Any) -> Gateway:
+        config = parse_config(
+            {"server": {"master_key": MASTER_KEY, **server}, "models": models}, env={}
+        )
+        app = build_app(config)
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return Gateway(url=f"http://127.0.0.1:{port}", app=app)
+
+    yield factory
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def gateway(make_gateway: GatewayFactory, simulator: Simulator) -> Gateway:
+    base = simulator.base_url
+    return await make_gateway(
+        [one_model(base), one_model(base, "text-embedding-3-small")]
+    )
+
+
+@pytest.fixture
+async def client(gateway: Gateway) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with gateway.client() as c:
+        yield c

@@ -1,0 +1,31 @@
+"""Model name resolution: exact names, wildcard groups, 404 listing what exists."""
+
+from __future__ import annotations
+
+import pytest
+
+from lockgate.core.errors import NotFound
+from lockgate.core.router import Deployment, ModelGroup, Router
+
+
+def _group(name: str, model: str) -> ModelGroup:
+    return ModelGroup(name, [Deployment(name, "openai", model, 1.0, adapter=None)])  # type: ignore[arg-type]
+
+
+def test_exact_then_longest_wildcard() -> None:
+    router = Router(
+        [_group("gpt-4o", "gpt-4o"), _group("openai/*", "*"), _group("openai/o*", "o*")]
+    )
+    group, matched = router.resolve("gpt-4o")
+    assert group.name == "gpt-4o" and matched == ""
+    group, matched = router.resolve("openai/o3")
+    assert group.name == "openai/o*" and group.deployments[0].upstream_model(matched) == "o3"
+    group, matched = router.resolve("openai/gpt-5")
+    assert group.deployments[0].upstream_model(matched) == "gpt-5"
+
+
+def test_unknown_model_lists_names() -> None:
+    with pytest.raises(NotFound) as info:
+        Router([_group("a", "a"), _group("b", "b")]).resolve("c")
+    assert "Available: a, b" in info.value.message
+    assert info.value.param == "model"
