@@ -24,6 +24,10 @@ PROVIDER_KEY = "sk-provider-secret-abcdefghijklmnop"
 def blockbuster() -> Iterator[BlockBuster]:
     """Fail any test in which something blocks the event loop."""
     with blockbuster_ctx(scanned_modules=["lockgate", "tests"]) as bb:
+        # The SDK reads certificates and package metadata when a client is built: that is
+        # the test's client set-up, not the gateway's event loop work.
+        for function in bb.functions.values():
+            function.can_block_in("openai/_base_client.py", "__init__")
         yield bb
 
 
@@ -93,9 +97,7 @@ async def make_gateway() -> AsyncIterator[GatewayFactory]:
 @pytest.fixture
 async def gateway(make_gateway: GatewayFactory, simulator: Simulator) -> Gateway:
     base = simulator.base_url
-    return await make_gateway(
-        [one_model(base), one_model(base, "text-embedding-3-small")]
-    )
+    return await make_gateway([one_model(base), one_model(base, "text-embedding-3-small")])
 
 
 @pytest.fixture

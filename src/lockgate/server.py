@@ -45,32 +45,29 @@ def is_loopback(host: str) -> bool:
 async def serve(
     config_path: str | None, *, host: str | None, port: int | None, insecure: bool
 ) -> int:
-    simulator = None
     try:
-        if config_path:
-            config = load_config(config_path)
-        else:
-            config = config_from_environment(os.environ)  # type: ignore[assignment]
-            if config is None:
-                from lockgate.providers.simulator import Simulator
-
-                simulator = Simulator()
-                url = await simulator.start(host="127.0.0.1", port=0)
-                config = simulated_config(os.environ, url)
-                log.warning(
-                    "No config file and no provider key in the environment (OPENAI_API_KEY, ...):"
-                    " serving the BUILT-IN PROVIDER SIMULATOR at %s as the upstream. Answers are"
-                    " simulated. Pass --config FILE or set a provider key for real providers.",
-                    url,
-                )
+        config = load_config(config_path) if config_path else config_from_environment(os.environ)
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
+    if config is not None:
+        return await _serve_config(config, host=host, port=port, insecure=insecure)
+
+    from lockgate.providers.simulator import Simulator
+
+    simulator = Simulator()
+    url = await simulator.start(host="127.0.0.1", port=0)
+    log.warning(
+        "No config file and no provider key in the environment (OPENAI_API_KEY, ...): serving"
+        " the BUILT-IN PROVIDER SIMULATOR at %s as the upstream. Answers are simulated. Pass"
+        " --config FILE or set a provider key to use real providers.",
+        url,
+    )
     try:
+        config = simulated_config(os.environ, url)
         return await _serve_config(config, host=host, port=port, insecure=insecure)
     finally:
-        if simulator is not None:
-            await simulator.stop()
+        await simulator.stop()
 
 
 async def _serve_config(

@@ -97,7 +97,10 @@ async def test_streaming_without_usage_asks_upstream_but_hides_it(
     [sent] = _chat_requests(simulator)
     assert sent["stream_options"] == {"include_usage": True}
     metrics = gateway.state.metrics.render().decode()
-    assert 'lockgate_tokens_total{deployment="openai/gpt-4o-mini",model="gpt-4o-mini",type="completion"}' in metrics
+    assert (
+        'lockgate_tokens_total{deployment="openai/gpt-4o-mini",model="gpt-4o-mini",type="completion"}'
+        in metrics
+    )
 
 
 async def test_tools_round_trip(client: openai.AsyncOpenAI, simulator: Simulator) -> None:

@@ -17,6 +17,10 @@ from tests.integration.gateway_process import clean_env, free_port, run_cli, sta
 MASTER = "sk-lifecycle-master-key-0000"
 
 
+async def write(path: Path, text: str) -> None:
+    await asyncio.to_thread(path.write_text, text)
+
+
 async def test_serve_without_config_or_keys_serves_the_simulator() -> None:
     gw = await start_gateway(env=clean_env(), port=free_port())
     try:
@@ -36,14 +40,16 @@ async def test_serve_without_config_or_keys_serves_the_simulator() -> None:
 
 
 async def test_refuses_public_address_without_master_key() -> None:
-    code, _, err = await run_cli("serve", "--host", "0.0.0.0", "--port", str(free_port()))
+    public = "0.0.0.0"  # noqa: S104 - the point of the test
+    code, _, err = await run_cli("serve", "--host", public, "--port", str(free_port()))
     assert code == 2
     assert "refusing to listen on 0.0.0.0 without a master key" in err
 
 
 async def test_check_config_names_the_path(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(
+    await write(
+        bad,
         yaml.safe_dump(
             {
                 "server": {"port": 4000, "colour": "blue"},
@@ -57,16 +63,17 @@ async def test_check_config_names_the_path(tmp_path: Path) -> None:
                     }
                 ],
             }
-        )
+        ),
     )
     code, _, err = await run_cli("check-config", str(bad))
     assert code == 1
     assert "server.colour: unknown key" in err
     assert "models.gpt-4o.deployments[1].api_base:" in err
     good = tmp_path / "good.yaml"
-    good.write_text(
+    await write(
+        good,
         "models:\n  - name: m\n    deployments:\n"
-        "      - {provider: openai, model: m, api_key: '${OPENAI_API_KEY}'}\n"
+        "      - {provider: openai, model: m, api_key: '${OPENAI_API_KEY}'}\n",
     )
     code, _, err = await run_cli("check-config", str(good))
     assert code == 1
@@ -80,7 +87,8 @@ async def test_sigterm_finishes_in_flight_stream_then_exits_0(tmp_path: Path) ->
     sim = Simulator(SimulatorOptions(inter_token="100ms", stream_chunks=15))
     url = await sim.start(host="127.0.0.1", port=0)
     config = tmp_path / "lockgate.yaml"
-    config.write_text(
+    await write(
+        config,
         yaml.safe_dump(
             {
                 "server": {"master_key": "${LOCKGATE_MASTER_KEY}"},
@@ -93,7 +101,7 @@ async def test_sigterm_finishes_in_flight_stream_then_exits_0(tmp_path: Path) ->
                     }
                 ],
             }
-        )
+        ),
     )
     started = time.perf_counter()
     gw = await start_gateway(
@@ -131,9 +139,10 @@ async def test_sigterm_finishes_in_flight_request(tmp_path: Path) -> None:
     sim = Simulator(SimulatorOptions(latency="1500ms"))
     url = await sim.start(host="127.0.0.1", port=0)
     config = tmp_path / "lockgate.yaml"
-    config.write_text(
+    await write(
+        config,
         f"models:\n  - name: m\n    deployments:\n      - {{provider: vllm, model: m, "
-        f"api_base: '{url}'}}\n"
+        f"api_base: '{url}'}}\n",
     )
     gw = await start_gateway("--config", str(config), env=clean_env(), port=free_port())
     try:

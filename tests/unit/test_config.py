@@ -76,7 +76,7 @@ def test_missing_env_var_names_the_path() -> None:
             env={},
         )
     assert info.value.problems == [
-        "models[0].deployments[0].api_key: environment variable NOPE is not set"
+        "models.a.deployments[0].api_key: environment variable NOPE is not set"
     ]
 
 

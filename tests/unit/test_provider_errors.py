@@ -22,7 +22,9 @@ def test_parse_duration(text: str, seconds: float | None) -> None:
 def test_retry_after_prefers_ms_then_seconds_then_reset() -> None:
     assert retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
     assert retry_after({"retry-after": "3"}) == 3.0
-    assert retry_after({"x-ratelimit-reset-requests": "2s", "x-ratelimit-reset-tokens": "6m0s"}) == 360
+    assert (
+        retry_after({"x-ratelimit-reset-requests": "2s", "x-ratelimit-reset-tokens": "6m0s"}) == 360
+    )
     assert retry_after({}) is None
 
 

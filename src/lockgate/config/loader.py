@@ -39,10 +39,12 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
 def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(["(top level): must be a mapping"])
-    problems: list[str] = []
-    resolved = _interpolate(data, os.environ if env is None else env, [], problems)
-    if problems:
-        raise ConfigError(problems)
+    missing: list[tuple[tuple[str | int, ...], str]] = []
+    resolved = _interpolate(data, os.environ if env is None else env, [], missing)
+    if missing:
+        raise ConfigError(
+            [f"{_path(data, loc)}: environment variable {name} is not set" for loc, name in missing]
+        )
     try:
         return Config.model_validate(resolved)
     except ValidationError as exc:
@@ -52,12 +54,15 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
 
 
 def _interpolate(
-    node: Any, env: Mapping[str, str], loc: list[str | int], problems: list[str]
+    node: Any,
+    env: Mapping[str, str],
+    loc: list[str | int],
+    missing: list[tuple[tuple[str | int, ...], str]],
 ) -> Any:
     if isinstance(node, dict):
-        return {k: _interpolate(v, env, [*loc, str(k)], problems) for k, v in node.items()}
+        return {k: _interpolate(v, env, [*loc, str(k)], missing) for k, v in node.items()}
     if isinstance(node, list):
-        return [_interpolate(v, env, [*loc, i], problems) for i, v in enumerate(node)]
+        return [_interpolate(v, env, [*loc, i], missing) for i, v in enumerate(node)]
     if not isinstance(node, str) or "${" not in node:
         return node
 
@@ -67,7 +72,7 @@ def _interpolate(
             return env[name]
         if default is not None:
             return default
-        problems.append(f"{_format_loc(loc)}: environment variable {name} is not set")
+        missing.append((tuple(loc), name))
         return ""
 
     return _ENV_REF.sub(substitute, node)
