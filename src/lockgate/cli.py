@@ -28,7 +28,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from lockgate.providers.simulator import cli as simulator_cli
+    import lockgate.providers.simulator.cli as simulator_cli
 
     return simulator_cli.run(args)
 
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check_config)
 
     simulate = sub.add_parser("simulate", help="run the provider simulator")
-    from lockgate.providers.simulator import cli as simulator_cli
+    import lockgate.providers.simulator.cli as simulator_cli
 
     simulator_cli.add_arguments(simulate)
     simulate.set_defaults(func=_simulate)

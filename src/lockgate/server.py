@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import os
@@ -92,6 +93,7 @@ async def _serve_config(
         shutdown_timeout=server.shutdown_timeout,
     )
     await runner.setup()
+    tune_gc()
     site = web.TCPSite(runner, server.host, server.port, backlog=4096)
     try:
         await site.start()
@@ -111,6 +113,14 @@ async def _serve_config(
     await runner.cleanup()
     log.info("stopped")
     return 0
+
+
+def tune_gc() -> None:
+    """Move everything built at start-up out of the collector's sight, and collect the young
+    generation less often: full collections of a large heap were the p99 latency spikes."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 100)
 
 
 def _bound_port(site: web.TCPSite) -> int | None:

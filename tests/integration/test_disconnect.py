@@ -37,7 +37,7 @@ async def test_disconnect_mid_stream_cancels_upstream(
         assert first.startswith(b"data: ")
         resp.close()  # hang up after the first event
     await _wait_for(lambda: simulator.disconnects == 1)
-    await _wait_for(lambda: gateway.state.metrics.in_flight._value.get() == 0)
+    await _wait_for(lambda: gateway.state.metrics.in_flight == 0)
     assert simulator.statuses[200] == 1
 
 

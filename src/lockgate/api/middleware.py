@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
-import secrets
 import time
 from asyncio import CancelledError
 
@@ -20,13 +21,16 @@ log = logging.getLogger("lockgate.api")
 
 CTX = web.RequestKey("lockgate_ctx", RequestContext)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# Request ids: a random per-process prefix and a counter, unique across replicas and cheap.
+_ID_PREFIX = f"req_{os.urandom(6).hex()}"
+_ID_COUNTER = itertools.count(1)
 
 
 def _request_id(request: web.Request) -> str:
     given = request.headers.get("x-request-id")
     if given and _SAFE_ID.match(given):
         return given
-    return f"req_{secrets.token_hex(12)}"
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 def _credential(request: web.Request) -> str | None:
@@ -45,14 +49,14 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     if endpoint is None:  # health, metrics, unknown paths: no request metrics
         return await _render_errors(request, handler, ctx)
     metrics = request.app[STATE].metrics
-    metrics.in_flight.inc()
+    metrics.in_flight += 1
     try:
         response = await _render_errors(request, handler, ctx)
     except CancelledError:
         ctx.outcome = "client_disconnected"
         raise
     finally:
-        metrics.in_flight.dec()
+        metrics.in_flight -= 1
         metrics.request_done(
             endpoint, ctx.model_group, ctx.outcome, time.perf_counter() - ctx.started
         )

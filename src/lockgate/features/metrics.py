@@ -1,64 +1,87 @@
-"""Prometheus metrics: one registry per app, recorded by the edge and the pipeline."""
+"""Prometheus metrics, aggregated in process on the hot path and rendered at scrape time.
+
+The event loop is single-threaded, so the hot path only bumps plain ints and lists (no
+locks, no label validation); `prometheus_client` renders them when `/metrics` is read.
+Labels are bounded: model groups and deployments come from config, never from clients.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from bisect import bisect_left
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from lockgate.core.types import Usage
 
-_LATENCY_BUCKETS = (
+LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
 )  # fmt: skip
-_TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class Histogram:
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last slot is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out, running = [], 0
+        for bound, count in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
+            running += count
+            out.append((bound, float(running)))
+        return out
+
+
+class _Histograms(dict[tuple[str, ...], Histogram]):
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        super().__init__()
+        self.bounds = bounds
+
+    def __missing__(self, key: tuple[str, ...]) -> Histogram:
+        hist = self[key] = Histogram(self.bounds)
+        return hist
 
 
 class Metrics:
-    """Labels are bounded: model groups and deployments come from config, never from clients."""
-
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.requests = Counter(
-            "lockgate_requests", "Requests served, by outcome (ok or an error kind).",
-            ["endpoint", "model", "outcome"], registry=r,
-        )  # fmt: skip
-        self.request_seconds = Histogram(
-            "lockgate_request_duration_seconds", "Whole-request latency as the client saw it.",
-            ["endpoint", "model"], buckets=_LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.upstream_seconds = Histogram(
-            "lockgate_upstream_duration_seconds", "Latency of each upstream call.",
-            ["model", "deployment", "outcome"], buckets=_LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.ttft_seconds = Histogram(
-            "lockgate_time_to_first_token_seconds", "Time to the first streamed chunk.",
-            ["model", "deployment"], buckets=_TTFT_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.tokens = Counter(
-            "lockgate_tokens", "Tokens reported by providers, by type.",
-            ["model", "deployment", "type"], registry=r,
-        )  # fmt: skip
-        self.errors = Counter(
-            "lockgate_errors", "Errors returned to clients, by kind.",
-            ["endpoint", "model", "kind"], registry=r,
-        )  # fmt: skip
-        self.in_flight = Gauge(
-            "lockgate_in_flight_requests", "Requests being served now.", registry=r
-        )
+        self.in_flight = 0
+        self.requests: dict[tuple[str, str, str], int] = {}  # endpoint, model, outcome
+        self.request_seconds = _Histograms(LATENCY_BUCKETS)  # endpoint, model
+        self.upstream_seconds = _Histograms(LATENCY_BUCKETS)  # model, deployment, outcome
+        self.ttft_seconds = _Histograms(TTFT_BUCKETS)  # model, deployment
+        self.tokens: dict[tuple[str, str, str], int] = {}  # model, deployment, type
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+
+    # -- hot path -------------------------------------------------------------------------
 
     def request_done(self, endpoint: str, model: str, outcome: str, seconds: float) -> None:
-        self.requests.labels(endpoint, model, outcome).inc()
-        self.request_seconds.labels(endpoint, model).observe(seconds)
-        if outcome != "ok":
-            self.errors.labels(endpoint, model, outcome).inc()
+        key = (endpoint, model, outcome)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        self.request_seconds[(endpoint, model)].observe(seconds)
 
     def upstream_done(self, model: str, deployment: str, outcome: str, seconds: float) -> None:
-        self.upstream_seconds.labels(model, deployment, outcome).observe(seconds)
+        self.upstream_seconds[(model, deployment, outcome)].observe(seconds)
 
     def first_token(self, model: str, deployment: str, seconds: float) -> None:
-        self.ttft_seconds.labels(model, deployment).observe(seconds)
+        self.ttft_seconds[(model, deployment)].observe(seconds)
 
     def usage(self, model: str, deployment: str, usage: Usage) -> None:
+        tokens = self.tokens
         for kind, count in (
             ("prompt", usage.prompt_tokens),
             ("completion", usage.completion_tokens),
@@ -66,7 +89,57 @@ class Metrics:
             ("reasoning", usage.reasoning_tokens),
         ):
             if count:
-                self.tokens.labels(model, deployment, kind).inc(count)
+                key = (model, deployment, kind)
+                tokens[key] = tokens.get(key, 0) + count
+
+    # -- scrape time ----------------------------------------------------------------------
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "lockgate_requests", "Requests served, by outcome (ok or an error kind).",
+            labels=["endpoint", "model", "outcome"],
+        )  # fmt: skip
+        errors = CounterMetricFamily(
+            "lockgate_errors", "Requests that ended in an error, by kind.",
+            labels=["endpoint", "model", "kind"],
+        )  # fmt: skip
+        for (endpoint, model, outcome), count in self.requests.items():
+            requests.add_metric([endpoint, model, outcome], count)
+            if outcome != "ok":
+                errors.add_metric([endpoint, model, outcome], count)
+        yield requests
+        yield errors
+        yield _histogram(
+            "lockgate_request_duration_seconds", "Whole-request latency as the client saw it.",
+            ["endpoint", "model"], self.request_seconds,
+        )  # fmt: skip
+        yield _histogram(
+            "lockgate_upstream_duration_seconds", "Latency of each upstream call.",
+            ["model", "deployment", "outcome"], self.upstream_seconds,
+        )  # fmt: skip
+        yield _histogram(
+            "lockgate_time_to_first_token_seconds", "Time to the first streamed chunk.",
+            ["model", "deployment"], self.ttft_seconds,
+        )  # fmt: skip
+        tokens = CounterMetricFamily(
+            "lockgate_tokens", "Tokens reported by providers, by type.",
+            labels=["model", "deployment", "type"],
+        )  # fmt: skip
+        for labels, count in self.tokens.items():
+            tokens.add_metric(list(labels), count)
+        yield tokens
+        yield GaugeMetricFamily(
+            "lockgate_in_flight_requests", "Requests being served now.", value=self.in_flight
+        )
+
+
+def _histogram(
+    name: str, doc: str, labels: list[str], series: dict[tuple[str, ...], Histogram]
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for values, hist in series.items():
+        family.add_metric(list(values), hist.cumulative(), sum_value=hist.total)
+    return family

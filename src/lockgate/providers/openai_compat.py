@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from lockgate.core.errors import GatewayError, UpstreamError
 from lockgate.core.types import JSON, ChatResponse, Chunk, ChunkStream, EmbeddingResponse, Usage
@@ -38,9 +39,16 @@ class OpenAICompatible:
         self.name = profile.name
         self._profile = profile
         self._base = api_base.rstrip("/")
-        self._chat_url = f"{self._base}/chat/completions"
-        self._embed_url = f"{self._base}/embeddings"
-        self._headers = {"Content-Type": "application/json", **profile.extra_headers, **headers}
+        # Parsed once: aiohttp would parse a str URL on every request.
+        self._chat_url = URL(f"{self._base}/chat/completions")
+        self._embed_url = URL(f"{self._base}/embeddings")
+        self._headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+            **profile.extra_headers,
+            **headers,
+        }
         if api_key:
             self._headers[profile.auth_header] = profile.auth_prefix + api_key
         self._secrets = [api_key] if api_key else []
@@ -61,7 +69,7 @@ class OpenAICompatible:
         data = _loads_object(raw)
         return EmbeddingResponse(body=data, usage=Usage.from_openai(data.get("usage")), raw=raw)
 
-    async def _post(self, url: str, payload: JSON) -> bytes:
+    async def _post(self, url: URL, payload: JSON) -> bytes:
         try:
             async with self._session().post(
                 url, data=orjson.dumps(payload), headers=self._headers, timeout=self._timeout
