@@ -64,8 +64,8 @@ class Plan:
     warmup: float  # seconds of unmeasured load before a new connection count
     startups: int  # gateway spawns timed (the last one serves the load)
     # The 200 ms scenario's target is about steady state: wrk opens all 256 connections at
-    # once, and that first synchronized wave is ~2.5% of a 10 s run's requests, so it alone
-    # sets the p99. It runs longer, and the short run is reported beside it.
+    # once, and that first synchronized wave weighs ~2.5% of a 10 s run's requests. It runs
+    # longer too, and both runs are reported (the waves persist: see RESULTS.md).
     slow_duration: float
     # Latency targets at c1 and c16 compare two noisy tails: each pair is measured this many
     # times and the median round (by the figure the target reads) is reported.
@@ -619,8 +619,8 @@ def render(report: Report) -> str:
         " saturated in each gateway run: the gateway at ~100% of core 0 with the upstream well"
         " below 100% of core 1 means the gateway, not the upstream, was the limit.",
         f"- Load: wrk `-t1 --latency`, {plan.duration:g} s per run ({plan.slow_duration:g} s for"
-        " the 200 ms upstream's steady-state target, whose first synchronized wave of 256"
-        f" new connections sets the p99 of a short run) after a {plan.warmup:g} s"
+        " the 200 ms upstream's steady-state target, so that the first synchronized wave of"
+        f" 256 new connections weighs less) after a {plan.warmup:g} s"
         " warm-up at the same connection count; a realistic small chat body (system + user"
         " message, `max_tokens`, `temperature`) with `Authorization: Bearer`. Streaming:"
         f" `bench/stream_load.py`, {plan.stream_duration:g} s after 1 s of warm-up.",
