@@ -108,7 +108,7 @@ class Simulator:
         worker processes sharing a port share one timeline."""
         if self._runner is not None:
             raise RuntimeError("the simulator is already started")
-        server = web.Server(self._dispatch, handler_cancellation=True)
+        server = web.Server(self._dispatch, handler_cancellation=True, access_log=None)
         runner = web.ServerRunner(server, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
