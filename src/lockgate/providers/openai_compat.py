@@ -59,8 +59,16 @@ class OpenAICompatible:
     def _session(self) -> aiohttp.ClientSession:
         return self._http.session(self._base, max_connections=self._max_connections)
 
+    def _payload(self, body: JSON, model: str) -> JSON:
+        payload = {**body, "model": model}
+        for ours, theirs in self._profile.renamed_params.items():
+            if ours in payload:
+                value = payload.pop(ours)
+                payload.setdefault(theirs, value)
+        return payload
+
     async def chat(self, body: JSON, model: str) -> ChatResponse:
-        raw = await self._post(self._chat_url, {**body, "model": model})
+        raw = await self._post(self._chat_url, self._payload(body, model))
         data = _loads_object(raw)
         return ChatResponse(body=data, usage=Usage.from_openai(data.get("usage")), raw=raw)
 
@@ -82,7 +90,8 @@ class OpenAICompatible:
             raise error_from_exception(exc) from exc
 
     async def chat_stream(self, body: JSON, model: str) -> ChunkStream:
-        payload: dict[str, Any] = {**body, "model": model, "stream": True}
+        payload = self._payload(body, model)
+        payload["stream"] = True
         if self._profile.stream_usage:
             options = body.get("stream_options")
             payload["stream_options"] = {

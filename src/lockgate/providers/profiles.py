@@ -17,6 +17,9 @@ class Profile:
     # so that streams are billed, and strips the usage chunk for clients that did not ask.
     stream_usage: bool = True
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # Request fields the provider knows under another name (OpenAI's name -> theirs); the
+    # provider's name wins when a request carries both.
+    renamed_params: dict[str, str] = field(default_factory=dict)
     default_models: tuple[str, ...] = ()  # served when the config is built from the environment
 
 
@@ -31,7 +34,7 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile("vllm", "http://127.0.0.1:8000/v1", key_required=False),
         Profile("ollama", "http://127.0.0.1:11434/v1", key_required=False),
-        Profile("llamacpp", "http://127.0.0.1:8080/v1", key_required=False, stream_usage=False),
+        Profile("llamacpp", "http://127.0.0.1:8080/v1", key_required=False),
         Profile(
             "groq",
             "https://api.groq.com/openai/v1",
@@ -45,12 +48,14 @@ PROFILES: dict[str, Profile] = {
             env_key="DEEPSEEK_API_KEY",
             default_models=("deepseek-chat", "deepseek-reasoner"),
         ),
-        # Mistral sends usage on its last chunk unasked and rejects `stream_options`.
+        # Mistral sends usage on its last chunk unasked, and answers 422 to `stream_options`
+        # and to `max_completion_tokens`.
         Profile(
             "mistral",
             "https://api.mistral.ai/v1",
             env_key="MISTRAL_API_KEY",
             stream_usage=False,
+            renamed_params={"max_completion_tokens": "max_tokens"},
             default_models=("mistral-small-latest", "mistral-large-latest"),
         ),
         Profile(
