@@ -76,9 +76,14 @@ def one_model(api_base: str, name: str = "gpt-4o-mini", **deployment: Any) -> di
 async def make_gateway() -> AsyncIterator[GatewayFactory]:
     runners: list[web.AppRunner] = []
 
-    async def factory(models: list[dict[str, Any]], **server: Any) -> Gateway:
+    async def factory(
+        models: list[dict[str, Any]], retry: dict[str, Any] | None = None, **server: Any
+    ) -> Gateway:
+        # Short backoff so tests stay quick; the retry tests set what they assert on.
+        retry_cfg = {"backoff_base": 0.01, **(retry or {})}
         config = parse_config(
-            {"server": {"master_key": MASTER_KEY, **server}, "models": models}, env={}
+            {"server": {"master_key": MASTER_KEY, **server}, "retry": retry_cfg, "models": models},
+            env={},
         )
         app = build_app(config)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None)

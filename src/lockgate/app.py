@@ -41,7 +41,16 @@ def build_router(models: list[ModelConfig], http: HttpPool) -> Router:
                     adapter=create_provider(cfg, http),
                 )
             )
-        groups.append(ModelGroup(model.name, deployments))
+        groups.append(
+            ModelGroup(
+                model.name,
+                deployments,
+                retries=model.retries,
+                fallbacks=tuple(model.fallbacks),
+                context_window_fallbacks=tuple(model.context_window_fallbacks),
+                content_policy_fallbacks=tuple(model.content_policy_fallbacks),
+            )
+        )
     return Router(groups)
 
 
@@ -55,7 +64,10 @@ def build_app(config: Config) -> web.Application:
     metrics = Metrics()
     master = server.master_key.get_secret_value() if server.master_key else None
     pipeline = Pipeline(
-        router=build_router(config.models, http), auth=Authenticator(master), metrics=metrics
+        router=build_router(config.models, http),
+        auth=Authenticator(master),
+        metrics=metrics,
+        retry=config.retry,
     )
     state = GatewayState(
         config=config, pipeline=pipeline, metrics=metrics, tasks=TaskTracker(), http=http

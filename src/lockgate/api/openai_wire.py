@@ -69,7 +69,23 @@ def parse_chat(body: JSON) -> ChatRequest:
     if options is not None and not isinstance(options, dict):
         raise _type("stream_options", "an object")
     include_usage = bool(options and options.get("include_usage"))
-    return ChatRequest(body=body, model=model, stream=bool(stream), include_usage=include_usage)
+    return ChatRequest(
+        body=body,
+        model=model,
+        stream=bool(stream),
+        include_usage=include_usage,
+        fallbacks=_fallbacks(body),
+    )
+
+
+def _fallbacks(body: JSON) -> tuple[str, ...] | None:
+    """The gateway's own `fallbacks` field (sent with `extra_body`); never sent upstream."""
+    if "fallbacks" not in body:
+        return None
+    value = body.pop("fallbacks")
+    if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+        raise _type("fallbacks", "an array of model names")
+    return tuple(value)
 
 
 def parse_embeddings(body: JSON) -> EmbeddingRequest:

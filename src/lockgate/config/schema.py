@@ -51,9 +51,26 @@ class DeploymentConfig(Strict):
         return value
 
 
+class RetryConfig(Strict):
+    """Gateway-wide retry behaviour; a model may override `retries`."""
+
+    retries: Annotated[int, Field(ge=0, le=10)] = 2  # extra attempts within one model group
+    backoff_base: Annotated[float, Field(ge=0)] = 0.25  # seconds; full jitter up to base * 2^n
+    backoff_max: Annotated[float, Field(ge=0)] = 8.0
+    # A provider asking for a longer wait than this sends the request to its fallbacks.
+    max_retry_after: Annotated[float, Field(ge=0)] = 10.0
+    budget_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2  # retries per request, at most
+    budget_window: Annotated[float, Field(gt=0)] = 10.0  # seconds the ratio is measured over
+    budget_min_retries: Annotated[int, Field(ge=0)] = 10  # per window, so quiet times retry
+
+
 class ModelConfig(Strict):
     name: Annotated[str, Field(min_length=1)]
     deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
+    retries: Annotated[int, Field(ge=0, le=10)] | None = None
+    fallbacks: list[str] = Field(default_factory=list)
+    context_window_fallbacks: list[str] = Field(default_factory=list)
+    content_policy_fallbacks: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _wildcards_match(self) -> ModelConfig:
@@ -69,6 +86,7 @@ class ModelConfig(Strict):
 
 class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
     models: list[ModelConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -78,4 +96,11 @@ class Config(Strict):
             if model.name in seen:
                 raise ValueError(f"model name {model.name!r} is configured twice")
             seen.add(model.name)
+        for model in self.models:
+            for kind in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+                for name in getattr(model, kind):
+                    if name not in seen or name == model.name:
+                        raise ValueError(
+                            f"models.{model.name}.{kind}: {name!r} is not another configured model"
+                        )
         return self

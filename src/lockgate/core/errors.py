@@ -130,3 +130,27 @@ class Timeout(GatewayError):
     type = "timeout_error"
     default_code = "timeout"
     retryable = True
+
+
+class AllAttemptsFailed(GatewayError):
+    """Every attempt (retries and fallbacks) failed: one error that says why each did.
+
+    Status, type and code are the last failure's, except that a request every provider
+    rate-limited is a 429 with the shortest wait any of them asked for.
+    """
+
+    def __init__(self, failures: list[tuple[str, GatewayError]]) -> None:
+        last = failures[-1][1]
+        reasons = "; ".join(f"[{where}] {exc.message}" for where, exc in failures)
+        waits = [e.retry_after for _, e in failures if e.retry_after is not None]
+        every_rate_limited = all(isinstance(e, RateLimited) for _, e in failures)
+        super().__init__(
+            f"All {len(failures)} attempts failed: {reasons}",
+            code=last.code,
+            status=last.status,
+            retry_after=min(waits) if every_rate_limited and waits else None,
+            deployment=last.deployment,
+        )
+        self.failures = failures
+        self.kind = last.kind  # type: ignore[misc]
+        self.type = last.type  # type: ignore[misc]

@@ -1,18 +1,22 @@
 """The single request pipeline every inference request goes through.
 
-    authenticate -> route -> call -> account -> (the edge responds)
+    authenticate -> route -> call (retries, fallbacks) -> account -> (the edge responds)
 
 Endpoints are thin translators around `Pipeline`; nothing else calls a provider.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from lockgate.config.schema import RetryConfig
 from lockgate.core.auth import Authenticator
-from lockgate.core.errors import GatewayError
+from lockgate.core.errors import AllAttemptsFailed, GatewayError
+from lockgate.core.fallback import FallbackChain
+from lockgate.core.retry import Failures, Retrier, RetryBudget
 from lockgate.core.router import Deployment, Router
 from lockgate.core.types import (
     JSON,
@@ -27,14 +31,26 @@ from lockgate.core.types import (
 )
 from lockgate.features.metrics import Metrics
 
-T = TypeVar("T", ChatResponse, EmbeddingResponse)
+T = TypeVar("T")
+R = TypeVar("R", ChatResponse, EmbeddingResponse)
+Opened = tuple[Chunk | None, ChunkStream]
 
 
 class Pipeline:
-    def __init__(self, *, router: Router, auth: Authenticator, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        *,
+        router: Router,
+        auth: Authenticator,
+        metrics: Metrics,
+        retry: RetryConfig | None = None,
+    ) -> None:
         self.router = router
         self.auth = auth
         self.metrics = metrics
+        cfg = retry or RetryConfig()
+        budget = RetryBudget(cfg.budget_ratio, cfg.budget_window, cfg.budget_min_retries)
+        self.retrier = Retrier(cfg, budget, random.Random())
 
     def authenticate(self, ctx: RequestContext) -> None:
         """Idempotent, so the edge may authenticate before it reads a large body."""
@@ -43,35 +59,77 @@ class Pipeline:
 
     async def chat(self, req: ChatRequest, ctx: RequestContext) -> ChatResponse:
         self.authenticate(ctx)
-        dep, model = self._route(req.model, ctx)
-        return await self._call(ctx, dep, lambda: dep.adapter.chat(req.body, model))
+
+        async def call(dep: Deployment, model: str) -> ChatResponse:
+            return await self._timed(ctx, dep, dep.adapter.chat(req.body, model))
+
+        return await self._execute(ctx, req.model, req.fallbacks, call)
 
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> EmbeddingResponse:
         self.authenticate(ctx)
-        dep, model = self._route(req.model, ctx)
-        return await self._call(ctx, dep, lambda: dep.adapter.embed(req.body, model))
+
+        async def call(dep: Deployment, model: str) -> EmbeddingResponse:
+            return await self._timed(ctx, dep, dep.adapter.embed(req.body, model))
+
+        return await self._execute(ctx, req.model, None, call)
 
     async def chat_stream(self, req: ChatRequest, ctx: RequestContext) -> ChunkStream:
         """Open the stream and wait for its first chunk, so that every failure before the
-        first byte reaches the client as an ordinary error response."""
+        first byte can still be retried or fall back, and otherwise reaches the client as
+        an ordinary error response."""
         self.authenticate(ctx)
-        dep, model = self._route(req.model, ctx)
-        ctx.attempts += 1
-        started = time.perf_counter()
-        upstream = dep.adapter.chat_stream(req.body, model)
-        try:
-            first = await anext(upstream)
-        except StopAsyncIteration:
-            first = None
-        except GatewayError as exc:
-            await upstream.aclose()
-            self._failed(ctx, dep, exc, started)
-            raise
-        except BaseException:
-            await upstream.aclose()
-            raise
-        self.metrics.first_token(ctx.model_group, dep.id, time.perf_counter() - started)
+        opened: dict[str, tuple[Deployment, float]] = {}
+
+        async def call(dep: Deployment, model: str) -> Opened:
+            started = time.perf_counter()
+            upstream = dep.adapter.chat_stream(req.body, model)
+            try:
+                first = await anext(upstream)
+            except StopAsyncIteration:
+                first = None
+            except GatewayError as exc:
+                await upstream.aclose()
+                self._failed(ctx, dep, exc, started)
+                raise
+            except BaseException:
+                await upstream.aclose()
+                raise
+            self.metrics.first_token(ctx.model_group, dep.id, time.perf_counter() - started)
+            opened["it"] = (dep, started)
+            return first, upstream
+
+        first, upstream = await self._execute(ctx, req.model, req.fallbacks, call)
+        dep, started = opened["it"]
         return self._relay(ctx, dep, first, upstream, started)
+
+    async def _execute(
+        self,
+        ctx: RequestContext,
+        model: str,
+        fallbacks: tuple[str, ...] | None,
+        call: Callable[[Deployment, str], Awaitable[T]],
+    ) -> T:
+        """Route, then walk the model group and its fallbacks until an attempt succeeds."""
+        group, matched = self.router.resolve(model)
+        for name in fallbacks or ():
+            self.router.group(name)  # a request naming an unknown fallback fails before any call
+        self.retrier.budget.record_request()
+        failures: Failures = []
+        chain: FallbackChain | None = None  # built on the first failure: success pays nothing
+        while True:
+            try:
+                return await self.retrier.run(ctx, group, matched, call, failures)
+            except GatewayError as exc:
+                if chain is None:
+                    chain = FallbackChain(self.router, group, fallbacks)
+                following = chain.next(exc)
+                if following is None:
+                    if len(failures) == 1:
+                        raise
+                    raise AllAttemptsFailed(failures) from exc
+                self.metrics.fallback(group.name, following.name)
+                group, matched = following, ""
+                ctx.fallback = True
 
     async def _relay(
         self,
@@ -101,21 +159,10 @@ class Pipeline:
             # A stream that was cut off is still accounted for what it produced.
             self._account(ctx, dep, Usage.from_openai(usage), outcome, started)
 
-    def _route(self, model: str, ctx: RequestContext) -> tuple[Deployment, str]:
-        group, matched = self.router.resolve(model)
-        dep = group.pick()
-        ctx.model_group = group.name
-        ctx.deployment = dep.id
-        ctx.provider = dep.provider
-        return dep, dep.upstream_model(matched)
-
-    async def _call(
-        self, ctx: RequestContext, dep: Deployment, call: Callable[[], Awaitable[T]]
-    ) -> T:
-        ctx.attempts += 1
+    async def _timed(self, ctx: RequestContext, dep: Deployment, call: Awaitable[R]) -> R:
         started = time.perf_counter()
         try:
-            result = await call()
+            result = await call
         except GatewayError as exc:
             self._failed(ctx, dep, exc, started)
             raise

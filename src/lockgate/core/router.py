@@ -27,15 +27,34 @@ class Deployment:
 class ModelGroup:
     """Deployments serving one model name. A name ending in `*` serves every name it prefixes."""
 
-    def __init__(self, name: str, deployments: list[Deployment]) -> None:
+    def __init__(
+        self,
+        name: str,
+        deployments: list[Deployment],
+        *,
+        retries: int | None = None,
+        fallbacks: tuple[str, ...] = (),
+        context_window_fallbacks: tuple[str, ...] = (),
+        content_policy_fallbacks: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
         self.deployments = deployments
+        self.retries = retries  # None: the gateway-wide setting
+        self.fallbacks = fallbacks
+        self.context_window_fallbacks = context_window_fallbacks
+        self.content_policy_fallbacks = content_policy_fallbacks
         self.prefix = name[:-1] if name.endswith("*") else None
         self._weights = [d.weight for d in deployments]
 
-    def pick(self) -> Deployment:
+    def pick(self, avoid: frozenset[str] = frozenset()) -> Deployment:
+        """A deployment by weight, preferring those not in ``avoid`` (ids that already
+        failed this request) while any remain."""
         if len(self.deployments) == 1:
             return self.deployments[0]
+        if avoid:
+            fresh = [d for d in self.deployments if d.id not in avoid]
+            if fresh and len(fresh) < len(self.deployments):
+                return random.choices(fresh, weights=[d.weight for d in fresh])[0]
         return random.choices(self.deployments, weights=self._weights)[0]
 
 
@@ -52,6 +71,13 @@ class Router:
 
     def names(self) -> list[str]:
         return list(self._names)
+
+    def group(self, name: str) -> ModelGroup:
+        """A configured group by its exact name (fallback targets are exact names)."""
+        group = self._exact.get(name)
+        if group is None:
+            raise NotFound(f"The fallback model {name!r} is not configured.", param="fallbacks")
+        return group
 
     def resolve(self, model: str) -> tuple[ModelGroup, str]:
         """The group for ``model`` and, for a wildcard group, the part the `*` matched."""

@@ -49,6 +49,7 @@ class ChatRequest:
     model: str
     stream: bool = False
     include_usage: bool = False  # the client asked for the final usage chunk
+    fallbacks: tuple[str, ...] | None = None  # the request's own fallback list, if it has one
 
 
 @dataclass(slots=True)
@@ -104,7 +105,16 @@ class RequestContext:
     deployment: str = ""
     provider: str = ""
     attempts: int = 0
+    retries: int = 0
+    fallback: bool = False  # served (or last tried) by a fallback model group
     outcome: str = "ok"  # an error kind when the request failed after its response started
+
+    def served_by(self, group: str, deployment: str, provider: str) -> None:
+        """Record the attempt about to be made; the last one is what the headers show."""
+        self.attempts += 1
+        self.model_group = group
+        self.deployment = deployment
+        self.provider = provider
 
     def response_headers(self) -> dict[str, str]:
         headers = {"x-request-id": self.request_id}
@@ -113,4 +123,5 @@ class RequestContext:
             headers["x-lockgate-deployment"] = self.deployment
             headers["x-lockgate-provider"] = self.provider
             headers["x-lockgate-attempts"] = str(self.attempts)
+            headers["x-lockgate-fallback"] = "true" if self.fallback else "false"
         return headers

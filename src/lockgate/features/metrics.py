@@ -64,6 +64,7 @@ class Metrics:
         self.upstream_seconds = _Histograms(LATENCY_BUCKETS)  # model, deployment, outcome
         self.ttft_seconds = _Histograms(TTFT_BUCKETS)  # model, deployment
         self.tokens: dict[tuple[str, str, str], int] = {}  # model, deployment, type
+        self.fallbacks: dict[tuple[str, str], int] = {}  # from model, to model
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -76,6 +77,10 @@ class Metrics:
 
     def upstream_done(self, model: str, deployment: str, outcome: str, seconds: float) -> None:
         self.upstream_seconds[(model, deployment, outcome)].observe(seconds)
+
+    def fallback(self, origin: str, target: str) -> None:
+        key = (origin, target)
+        self.fallbacks[key] = self.fallbacks.get(key, 0) + 1
 
     def first_token(self, model: str, deployment: str, seconds: float) -> None:
         self.ttft_seconds[(model, deployment)].observe(seconds)
@@ -131,6 +136,13 @@ class Metrics:
         for labels, count in self.tokens.items():
             tokens.add_metric(list(labels), count)
         yield tokens
+        fallbacks = CounterMetricFamily(
+            "lockgate_fallbacks", "Requests moved to a fallback model group.",
+            labels=["model", "fallback"],
+        )  # fmt: skip
+        for (origin, target), count in self.fallbacks.items():
+            fallbacks.add_metric([origin, target], count)
+        yield fallbacks
         yield GaugeMetricFamily(
             "lockgate_in_flight_requests", "Requests being served now.", value=self.in_flight
         )

@@ -1,0 +1,117 @@
+"""Retries: the only place a failed upstream call is tried again.
+
+Only retryable failures are retried (429, 5xx, overloaded, timeouts, connection errors),
+with exponential backoff and full jitter. The next attempt prefers a deployment of the
+group that has not failed yet; a provider's `retry-after` is honoured when the same
+deployment must be called again, and a wait longer than `max_retry_after` hands the
+request to the fallbacks instead. A gateway-wide budget caps retries at a fraction of
+requests over a sliding window, so an outage never multiplies upstream traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from lockgate.config.schema import RetryConfig
+from lockgate.core.errors import GatewayError
+from lockgate.core.router import Deployment, ModelGroup
+from lockgate.core.types import RequestContext
+
+T = TypeVar("T")
+Call = Callable[[Deployment, str], Awaitable[T]]
+Failures = list[tuple[str, GatewayError]]
+
+
+class RetryBudget:
+    """At most ``ratio`` retries per request over the last ``window`` seconds, plus a floor
+    of ``min_retries`` per window so that quiet periods can still retry."""
+
+    def __init__(
+        self,
+        ratio: float,
+        window: float,
+        min_retries: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ratio = ratio
+        self._window = window
+        self._min = min_retries
+        self._clock = clock
+        self._buckets: deque[list[int]] = deque()  # [second, requests, retries]
+        self._requests = 0
+        self._retries = 0
+
+    def _bucket(self) -> list[int]:
+        now = int(self._clock())
+        while self._buckets and self._buckets[0][0] <= now - self._window:
+            _, requests, retries = self._buckets.popleft()
+            self._requests -= requests
+            self._retries -= retries
+        if not self._buckets or self._buckets[-1][0] != now:
+            self._buckets.append([now, 0, 0])
+        return self._buckets[-1]
+
+    def record_request(self) -> None:
+        self._bucket()[1] += 1
+        self._requests += 1
+
+    def try_spend(self) -> bool:
+        bucket = self._bucket()
+        if self._retries + 1 > max(self._min, self._ratio * self._requests):
+            return False
+        bucket[2] += 1
+        self._retries += 1
+        return True
+
+
+def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Full jitter: uniform between 0 and min(cap, base * 2**attempt)."""
+    return rng.uniform(0.0, min(cap, base * (2**attempt)))
+
+
+class Retrier:
+    def __init__(self, config: RetryConfig, budget: RetryBudget, rng: random.Random) -> None:
+        self.config = config
+        self.budget = budget
+        self._rng = rng
+
+    async def run(
+        self,
+        ctx: RequestContext,
+        group: ModelGroup,
+        matched: str,
+        call: Call[T],
+        failures: Failures,
+    ) -> T:
+        """Call ``group`` until an attempt succeeds; raise the last error when retrying is
+        over (not retryable, attempts or budget spent, or a wait that is too long)."""
+        cfg = self.config
+        attempts = 1 + (group.retries if group.retries is not None else cfg.retries)
+        failed: set[str] = set()
+        dep = group.pick()
+        for attempt in range(attempts):
+            ctx.served_by(group.name, dep.id, dep.provider)
+            try:
+                return await call(dep, dep.upstream_model(matched))
+            except GatewayError as exc:
+                failures.append((f"{group.name} via {dep.id}", exc))
+                failed.add(dep.id)
+                if not exc.retryable or attempt + 1 >= attempts:
+                    raise
+                following = group.pick(avoid=frozenset(failed))
+                delay = backoff(attempt, cfg.backoff_base, cfg.backoff_max, self._rng)
+                if following.id == dep.id and exc.retry_after is not None:
+                    if exc.retry_after > cfg.max_retry_after:
+                        raise
+                    delay = max(delay, exc.retry_after)
+                if not self.budget.try_spend():
+                    raise
+                ctx.retries += 1
+                await asyncio.sleep(delay)
+                dep = following
+        raise AssertionError("unreachable: the last attempt returns or raises")

@@ -1,0 +1,216 @@
+"""Retries and fallbacks, driven through the HTTP app; the simulators inject the faults and
+count what reached each upstream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import openai
+import pytest
+
+from lockgate.providers.simulator import Simulator, SimulatorOptions
+from tests.conftest import PROVIDER_KEY, GatewayFactory
+
+HELLO = [{"role": "user", "content": "hello"}]
+SimFactory = Callable[..., Awaitable[Simulator]]
+
+
+@pytest.fixture
+async def make_sim() -> AsyncIterator[SimFactory]:
+    sims: list[Simulator] = []
+
+    async def factory(**options: Any) -> Simulator:
+        sim = Simulator(SimulatorOptions(api_key=PROVIDER_KEY, seed=1, **options))
+        await sim.start(host="127.0.0.1", port=0)
+        sims.append(sim)
+        return sim
+
+    yield factory
+    for sim in sims:
+        await sim.stop()
+
+
+def _dep(sim: Simulator, id_: str, model: str = "gpt-4o-mini") -> dict[str, Any]:
+    return {
+        "provider": "openai",
+        "model": model,
+        "id": id_,
+        "api_base": sim.base_url,
+        "api_key": PROVIDER_KEY,
+    }
+
+
+def _chats(sim: Simulator) -> int:
+    return sim.counts["/v1/chat/completions"]
+
+
+async def test_retry_moves_to_a_healthy_deployment(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    broken, healthy = await make_sim(error_rates={500: 1.0}), await make_sim()
+    gw = await make_gateway([{"name": "m", "deployments": [_dep(broken, "a"), _dep(healthy, "b")]}])
+    async with gw.client() as client:
+        for _ in range(4):
+            raw = await client.chat.completions.with_raw_response.create(model="m", messages=HELLO)
+            assert raw.headers["x-lockgate-deployment"] in {"a", "b"}
+            assert raw.parse().choices[0].message.content
+            if raw.headers["x-lockgate-attempts"] == "2":
+                assert raw.headers["x-lockgate-deployment"] == "b"
+    # Never more than one attempt on the broken deployment per request.
+    assert _chats(healthy) == 4
+    assert _chats(broken) <= 4
+
+
+async def test_retries_exhausted_lists_every_attempt(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    broken = await make_sim(error_rates={500: 1.0})
+    gw = await make_gateway([{"name": "m", "deployments": [_dep(broken, "a")]}])
+    async with gw.client() as client:
+        with pytest.raises(openai.APIStatusError) as info:
+            await client.chat.completions.create(model="m", messages=HELLO)
+    assert info.value.status_code == 502
+    assert info.value.response.headers["x-lockgate-attempts"] == "3"
+    assert "All 3 attempts failed" in info.value.message
+    assert info.value.message.count("[m via a]") == 3
+    assert _chats(broken) == 3
+
+
+async def test_not_retryable_is_tried_once(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    small = await make_sim(context_window=20)
+    gw = await make_gateway([{"name": "m", "deployments": [_dep(small, "a")]}])
+    async with gw.client() as client:
+        with pytest.raises(openai.BadRequestError) as info:
+            await client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "word " * 200}]
+            )
+    assert isinstance(info.value.body, dict)
+    assert info.value.body["code"] == "context_length_exceeded"
+    assert _chats(small) == 1
+
+
+async def test_fallback_model_after_retries(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    down, backup = await make_sim(error_rates={503: 1.0}), await make_sim()
+    gw = await make_gateway(
+        [
+            {"name": "primary", "deployments": [_dep(down, "p")], "fallbacks": ["secondary"]},
+            {"name": "secondary", "deployments": [_dep(backup, "s", "gpt-4o")]},
+        ]
+    )
+    async with gw.client() as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="primary", messages=HELLO
+        )
+    assert raw.parse().model == "gpt-4o"
+    assert raw.headers["x-lockgate-fallback"] == "true"
+    assert raw.headers["x-lockgate-model-group"] == "secondary"
+    assert raw.headers["x-lockgate-attempts"] == "4"
+    assert (_chats(down), _chats(backup)) == (3, 1)
+    assert gw.state.metrics.fallbacks == {("primary", "secondary"): 1}
+
+
+async def test_request_fallbacks_override_and_never_reach_upstream(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    down, backup = await make_sim(error_rates={500: 1.0}), await make_sim()
+    gw = await make_gateway(
+        [
+            {"name": "primary", "deployments": [_dep(down, "p")], "retries": 0},
+            {"name": "secondary", "deployments": [_dep(backup, "s")]},
+        ]
+    )
+    async with gw.client() as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="primary", messages=HELLO, extra_body={"fallbacks": ["secondary"]}
+        )
+        assert raw.headers["x-lockgate-fallback"] == "true"
+        with pytest.raises(openai.NotFoundError) as info:
+            await client.chat.completions.create(
+                model="primary", messages=HELLO, extra_body={"fallbacks": ["nope"]}
+            )
+    assert isinstance(info.value.body, dict) and info.value.body["param"] == "fallbacks"
+    assert _chats(down) == 1  # the unknown fallback was refused before any call
+    for record in down.requests + backup.requests:
+        assert "fallbacks" not in record.body
+
+
+@pytest.mark.parametrize(
+    ("fault", "route"),
+    [
+        ({"context_window": 20}, "context_window_fallbacks"),
+        ({"content_filter_phrase": "forbidden"}, "content_policy_fallbacks"),
+    ],
+)
+async def test_context_and_policy_fallbacks_skip_retries(
+    make_gateway: GatewayFactory, make_sim: SimFactory, fault: dict[str, Any], route: str
+) -> None:
+    strict, other = await make_sim(**fault), await make_sim()
+    gw = await make_gateway(
+        [
+            {"name": "m", "deployments": [_dep(strict, "a")], route: ["big"]},
+            {"name": "big", "deployments": [_dep(other, "b")]},
+        ]
+    )
+    prompt = "forbidden " * 100
+    async with gw.client() as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="m", messages=[{"role": "user", "content": prompt}]
+        )
+    assert raw.headers["x-lockgate-model-group"] == "big"
+    assert (_chats(strict), _chats(other)) == (1, 1)
+
+
+async def test_retry_after_is_honoured(make_gateway: GatewayFactory, make_sim: SimFactory) -> None:
+    limited = await make_sim(error_rates={429: 1.0})  # each 429 asks for 1000 ms
+    gw = await make_gateway(
+        [{"name": "m", "deployments": [_dep(limited, "a")], "retries": 1}],
+        retry={"backoff_base": 0.0},
+    )
+    async with gw.client() as client:
+        with pytest.raises(openai.RateLimitError) as info:
+            await client.chat.completions.create(model="m", messages=HELLO)
+    first, second = (r.time for r in limited.requests)
+    assert second - first >= 0.95  # the retry waited for what the provider asked
+    assert info.value.response.headers["x-lockgate-attempts"] == "2"
+    assert info.value.response.headers["retry-after"] == "1"
+
+
+async def test_retry_budget_caps_retries(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    broken = await make_sim(error_rates={500: 1.0})
+    gw = await make_gateway(
+        [{"name": "m", "deployments": [_dep(broken, "a")]}],
+        retry={"budget_ratio": 0.0, "budget_min_retries": 2},
+    )
+    async with gw.client() as client:
+        for _ in range(3):
+            with pytest.raises(openai.APIStatusError):
+                await client.chat.completions.create(model="m", messages=HELLO)
+    # 3 requests + only the 2 retries the budget allowed, not 3 x 3.
+    assert _chats(broken) == 5
+
+
+async def test_stream_retries_before_the_first_byte(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    down, backup = await make_sim(error_rates={500: 1.0}), await make_sim()
+    gw = await make_gateway(
+        [
+            {"name": "m", "deployments": [_dep(down, "a")], "fallbacks": ["n"], "retries": 0},
+            {"name": "n", "deployments": [_dep(backup, "b")]},
+        ]
+    )
+    async with gw.client() as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="m", messages=HELLO, stream=True
+        )
+        assert raw.headers["x-lockgate-deployment"] == "b"
+        chunks = [c async for c in raw.parse()]
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert (_chats(down), _chats(backup)) == (1, 1)
