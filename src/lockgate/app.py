@@ -39,6 +39,8 @@ def build_router(models: list[ModelConfig], http: HttpPool) -> Router:
                     model=cfg.model,
                     weight=cfg.weight,
                     adapter=create_provider(cfg, http),
+                    first_token_timeout=cfg.first_token_timeout,
+                    idle_timeout=cfg.idle_timeout,
                 )
             )
         groups.append(

@@ -3,6 +3,7 @@ count what reached each upstream."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -214,3 +215,54 @@ async def test_stream_retries_before_the_first_byte(
         chunks = [c async for c in raw.parse()]
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert (_chats(down), _chats(backup)) == (1, 1)
+
+
+async def test_slow_first_token_falls_back_before_anything_is_sent(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    slow, fast = await make_sim(ttft="2000ms"), await make_sim()
+    gw = await make_gateway(
+        [
+            {
+                "name": "m",
+                "deployments": [{**_dep(slow, "a"), "first_token_timeout": 0.2}],
+                "fallbacks": ["n"],
+                "retries": 0,
+            },
+            {"name": "n", "deployments": [_dep(fast, "b")]},
+        ]
+    )
+    async with gw.client() as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="m", messages=HELLO, stream=True
+        )
+        chunks = [c async for c in raw.parse()]
+    assert raw.headers["x-lockgate-deployment"] == "b"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert (_chats(slow), _chats(fast)) == (1, 1)
+    for _ in range(100):  # the abandoned call is hung up on, not left to run
+        if slow.disconnects:
+            break
+        await asyncio.sleep(0.02)
+    assert slow.disconnects == 1
+
+
+async def test_stream_that_goes_silent_ends_with_an_error_event(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    stalling = await make_sim(inter_token="1500ms", stream_chunks=4)
+    gw = await make_gateway(
+        [{"name": "m", "deployments": [{**_dep(stalling, "a"), "idle_timeout": 0.3}]}]
+    )
+    received: list[object] = []
+
+    async def consume() -> None:
+        async with gw.client() as client:
+            stream = await client.chat.completions.create(model="m", messages=HELLO, stream=True)
+            async for chunk in stream:
+                received.append(chunk)
+
+    with pytest.raises(openai.APIError) as info:
+        await consume()
+    assert received  # the first chunk arrived, then the upstream went silent
+    assert "went silent for 0.3 s" in info.value.message

@@ -37,8 +37,12 @@ class DeploymentConfig(Strict):
     api_base: AnyHttpUrl | None = None
     api_key: SecretStr | None = None
     weight: Annotated[float, Field(gt=0)] = 1.0
-    timeout: Annotated[float, Field(gt=0)] = 600.0
+    timeout: Annotated[float, Field(gt=0)] = 600.0  # a whole upstream call
     connect_timeout: Annotated[float, Field(gt=0)] = 10.0
+    # Streams: the wait for the first chunk (retried or falls back, nothing was sent yet)
+    # and the longest gap between two chunks (ends the stream with an error event).
+    first_token_timeout: Annotated[float, Field(gt=0)] | None = None
+    idle_timeout: Annotated[float, Field(gt=0)] | None = 120.0
     max_connections: Annotated[int, Field(gt=0)] = 1024
     headers: dict[str, str] = Field(default_factory=dict)
 

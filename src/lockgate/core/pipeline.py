@@ -18,6 +18,7 @@ from lockgate.core.errors import AllAttemptsFailed, GatewayError
 from lockgate.core.fallback import FallbackChain
 from lockgate.core.retry import Failures, Retrier, RetryBudget
 from lockgate.core.router import Deployment, Router
+from lockgate.core.timeouts import first_chunk, with_idle_timeout
 from lockgate.core.types import (
     JSON,
     ChatRequest,
@@ -84,9 +85,7 @@ class Pipeline:
             started = time.perf_counter()
             upstream = dep.adapter.chat_stream(req.body, model)
             try:
-                first = await anext(upstream)
-            except StopAsyncIteration:
-                first = None
+                first = await first_chunk(upstream, dep.first_token_timeout)
             except GatewayError as exc:
                 await upstream.aclose()
                 self._failed(ctx, dep, exc, started)
@@ -141,11 +140,12 @@ class Pipeline:
     ) -> ChunkStream:
         usage: JSON | None = None
         outcome = "cancelled"
+        chunks = with_idle_timeout(upstream, dep.idle_timeout)
         try:
             if first is not None:
                 usage = first.data.get("usage") or usage
                 yield first
-            async for chunk in upstream:
+            async for chunk in chunks:
                 if chunk.data.get("usage"):
                     usage = chunk.data["usage"]
                 yield chunk
@@ -155,6 +155,7 @@ class Pipeline:
             outcome = exc.kind
             raise
         finally:
+            await chunks.aclose()
             await upstream.aclose()
             # A stream that was cut off is still accounted for what it produced.
             self._account(ctx, dep, Usage.from_openai(usage), outcome, started)

@@ -19,6 +19,8 @@ class Deployment:
     model: str  # the upstream's model name; `*` stands for what a wildcard group matched
     weight: float
     adapter: Provider
+    first_token_timeout: float | None = None
+    idle_timeout: float | None = None
 
     def upstream_model(self, matched: str) -> str:
         return self.model.replace("*", matched) if matched else self.model
