@@ -16,6 +16,7 @@ from lockgate.config.loader import parse_config
 from lockgate.providers.simulator import Simulator, SimulatorOptions
 from lockgate.state import STATE, GatewayState
 
+HELLO = [{"role": "user", "content": "hello"}]
 MASTER_KEY = "sk-lockgate-test-master-0123456789"
 PROVIDER_KEY = "sk-provider-secret-abcdefghijklmnop"
 
@@ -77,12 +78,20 @@ async def make_gateway() -> AsyncIterator[GatewayFactory]:
     runners: list[web.AppRunner] = []
 
     async def factory(
-        models: list[dict[str, Any]], retry: dict[str, Any] | None = None, **server: Any
+        models: list[dict[str, Any]],
+        retry: dict[str, Any] | None = None,
+        cooldown: dict[str, Any] | None = None,
+        **server: Any,
     ) -> Gateway:
         # Short backoff so tests stay quick; the retry tests set what they assert on.
         retry_cfg = {"backoff_base": 0.01, **(retry or {})}
         config = parse_config(
-            {"server": {"master_key": MASTER_KEY, **server}, "retry": retry_cfg, "models": models},
+            {
+                "server": {"master_key": MASTER_KEY, **server},
+                "retry": retry_cfg,
+                "cooldown": cooldown or {},
+                "models": models,
+            },
             env={},
         )
         app = build_app(config)
@@ -109,3 +118,38 @@ async def gateway(make_gateway: GatewayFactory, simulator: Simulator) -> Gateway
 async def client(gateway: Gateway) -> AsyncIterator[openai.AsyncOpenAI]:
     async with gateway.client() as c:
         yield c
+
+
+SimFactory = Callable[..., Awaitable[Simulator]]
+
+
+@pytest.fixture
+async def make_sim() -> AsyncIterator[SimFactory]:
+    """Simulators with the given fault options, each on its own port."""
+    sims: list[Simulator] = []
+
+    async def factory(**options: Any) -> Simulator:
+        sim = Simulator(SimulatorOptions(api_key=PROVIDER_KEY, seed=1, **options))
+        await sim.start(host="127.0.0.1", port=0)
+        sims.append(sim)
+        return sim
+
+    yield factory
+    for sim in sims:
+        await sim.stop()
+
+
+def dep(sim: Simulator, id_: str, model: str = "gpt-4o-mini") -> dict[str, Any]:
+    """A deployment on ``sim`` with a fixed id (what x-lockgate-deployment shows)."""
+    return {
+        "provider": "openai",
+        "model": model,
+        "id": id_,
+        "api_base": sim.base_url,
+        "api_key": PROVIDER_KEY,
+    }
+
+
+def chats(sim: Simulator) -> int:
+    """Chat requests that reached ``sim``."""
+    return sim.counts["/v1/chat/completions"]

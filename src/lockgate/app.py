@@ -10,8 +10,9 @@ from aiohttp import web
 
 from lockgate.api import openai_routes, ops_routes
 from lockgate.api.middleware import gateway_middleware
-from lockgate.config.schema import Config, ModelConfig
+from lockgate.config.schema import Config, CooldownConfig, ModelConfig
 from lockgate.core.auth import Authenticator
+from lockgate.core.cooldown import Breaker
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.router import Deployment, ModelGroup, Router
 from lockgate.core.tasks import TaskTracker
@@ -23,7 +24,9 @@ from lockgate.state import STATE, GatewayState
 log = logging.getLogger("lockgate")
 
 
-def build_router(models: list[ModelConfig], http: HttpPool) -> Router:
+def build_router(
+    models: list[ModelConfig], http: HttpPool, cooldown: CooldownConfig, metrics: Metrics
+) -> Router:
     names = Counter((d.provider, d.model) for m in models for d in m.deployments)
     groups = []
     for model in models:
@@ -32,13 +35,15 @@ def build_router(models: list[ModelConfig], http: HttpPool) -> Router:
             default_id = f"{cfg.provider}/{cfg.model}"
             if names[(cfg.provider, cfg.model)] > 1:
                 default_id = f"{model.name}#{i}:{default_id}"
+            dep_id = cfg.id or default_id
             deployments.append(
                 Deployment(
-                    id=cfg.id or default_id,
+                    id=dep_id,
                     provider=cfg.provider,
                     model=cfg.model,
                     weight=cfg.weight,
                     adapter=create_provider(cfg, http),
+                    breaker=Breaker(dep_id, cooldown, metrics.circuit),
                     first_token_timeout=cfg.first_token_timeout,
                     idle_timeout=cfg.idle_timeout,
                 )
@@ -66,7 +71,7 @@ def build_app(config: Config) -> web.Application:
     metrics = Metrics()
     master = server.master_key.get_secret_value() if server.master_key else None
     pipeline = Pipeline(
-        router=build_router(config.models, http),
+        router=build_router(config.models, http, config.cooldown, metrics),
         auth=Authenticator(master),
         metrics=metrics,
         retry=config.retry,

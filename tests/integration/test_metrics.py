@@ -53,8 +53,11 @@ async def test_metrics_after_traffic(
     assert value("lockgate_request_duration_seconds_count", **chat) == 3
     assert value("lockgate_time_to_first_token_seconds_count", **dep) == 1
     assert value("lockgate_upstream_duration_seconds_count", **dep, outcome="ok") == 2
-    # The 429 was tried three times (two retries) before the client saw it.
-    assert value("lockgate_upstream_duration_seconds_count", **dep, outcome="rate_limited") == 3
+    # The 429 (retry-after 1 s) was waited out and tried once more before the client saw it.
+    assert value("lockgate_upstream_duration_seconds_count", **dep, outcome="rate_limited") == 2
+    assert (
+        value("lockgate_circuit_transitions_total", deployment=dep["deployment"], state="open") >= 1
+    )
     assert value("lockgate_tokens_total", **dep, type="completion") > 0
     assert value("lockgate_tokens_total", **dep, type="prompt") > 0
     assert value("lockgate_in_flight_requests") == 0

@@ -4,53 +4,19 @@ count what reached each upstream."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import openai
 import pytest
 
-from lockgate.providers.simulator import Simulator, SimulatorOptions
-from tests.conftest import PROVIDER_KEY, GatewayFactory
-
-HELLO = [{"role": "user", "content": "hello"}]
-SimFactory = Callable[..., Awaitable[Simulator]]
-
-
-@pytest.fixture
-async def make_sim() -> AsyncIterator[SimFactory]:
-    sims: list[Simulator] = []
-
-    async def factory(**options: Any) -> Simulator:
-        sim = Simulator(SimulatorOptions(api_key=PROVIDER_KEY, seed=1, **options))
-        await sim.start(host="127.0.0.1", port=0)
-        sims.append(sim)
-        return sim
-
-    yield factory
-    for sim in sims:
-        await sim.stop()
-
-
-def _dep(sim: Simulator, id_: str, model: str = "gpt-4o-mini") -> dict[str, Any]:
-    return {
-        "provider": "openai",
-        "model": model,
-        "id": id_,
-        "api_base": sim.base_url,
-        "api_key": PROVIDER_KEY,
-    }
-
-
-def _chats(sim: Simulator) -> int:
-    return sim.counts["/v1/chat/completions"]
+from tests.conftest import HELLO, GatewayFactory, SimFactory, chats, dep
 
 
 async def test_retry_moves_to_a_healthy_deployment(
     make_gateway: GatewayFactory, make_sim: SimFactory
 ) -> None:
     broken, healthy = await make_sim(error_rates={500: 1.0}), await make_sim()
-    gw = await make_gateway([{"name": "m", "deployments": [_dep(broken, "a"), _dep(healthy, "b")]}])
+    gw = await make_gateway([{"name": "m", "deployments": [dep(broken, "a"), dep(healthy, "b")]}])
     async with gw.client() as client:
         for _ in range(4):
             raw = await client.chat.completions.with_raw_response.create(model="m", messages=HELLO)
@@ -59,15 +25,15 @@ async def test_retry_moves_to_a_healthy_deployment(
             if raw.headers["x-lockgate-attempts"] == "2":
                 assert raw.headers["x-lockgate-deployment"] == "b"
     # Never more than one attempt on the broken deployment per request.
-    assert _chats(healthy) == 4
-    assert _chats(broken) <= 4
+    assert chats(healthy) == 4
+    assert chats(broken) <= 4
 
 
 async def test_retries_exhausted_lists_every_attempt(
     make_gateway: GatewayFactory, make_sim: SimFactory
 ) -> None:
     broken = await make_sim(error_rates={500: 1.0})
-    gw = await make_gateway([{"name": "m", "deployments": [_dep(broken, "a")]}])
+    gw = await make_gateway([{"name": "m", "deployments": [dep(broken, "a")]}])
     async with gw.client() as client:
         with pytest.raises(openai.APIStatusError) as info:
             await client.chat.completions.create(model="m", messages=HELLO)
@@ -75,14 +41,14 @@ async def test_retries_exhausted_lists_every_attempt(
     assert info.value.response.headers["x-lockgate-attempts"] == "3"
     assert "All 3 attempts failed" in info.value.message
     assert info.value.message.count("[m via a]") == 3
-    assert _chats(broken) == 3
+    assert chats(broken) == 3
 
 
 async def test_not_retryable_is_tried_once(
     make_gateway: GatewayFactory, make_sim: SimFactory
 ) -> None:
     small = await make_sim(context_window=20)
-    gw = await make_gateway([{"name": "m", "deployments": [_dep(small, "a")]}])
+    gw = await make_gateway([{"name": "m", "deployments": [dep(small, "a")]}])
     async with gw.client() as client:
         with pytest.raises(openai.BadRequestError) as info:
             await client.chat.completions.create(
@@ -90,7 +56,7 @@ async def test_not_retryable_is_tried_once(
             )
     assert isinstance(info.value.body, dict)
     assert info.value.body["code"] == "context_length_exceeded"
-    assert _chats(small) == 1
+    assert chats(small) == 1
 
 
 async def test_fallback_model_after_retries(
@@ -99,8 +65,8 @@ async def test_fallback_model_after_retries(
     down, backup = await make_sim(error_rates={503: 1.0}), await make_sim()
     gw = await make_gateway(
         [
-            {"name": "primary", "deployments": [_dep(down, "p")], "fallbacks": ["secondary"]},
-            {"name": "secondary", "deployments": [_dep(backup, "s", "gpt-4o")]},
+            {"name": "primary", "deployments": [dep(down, "p")], "fallbacks": ["secondary"]},
+            {"name": "secondary", "deployments": [dep(backup, "s", "gpt-4o")]},
         ]
     )
     async with gw.client() as client:
@@ -111,7 +77,7 @@ async def test_fallback_model_after_retries(
     assert raw.headers["x-lockgate-fallback"] == "true"
     assert raw.headers["x-lockgate-model-group"] == "secondary"
     assert raw.headers["x-lockgate-attempts"] == "4"
-    assert (_chats(down), _chats(backup)) == (3, 1)
+    assert (chats(down), chats(backup)) == (3, 1)
     assert gw.state.metrics.fallbacks == {("primary", "secondary"): 1}
 
 
@@ -121,8 +87,8 @@ async def test_request_fallbacks_override_and_never_reach_upstream(
     down, backup = await make_sim(error_rates={500: 1.0}), await make_sim()
     gw = await make_gateway(
         [
-            {"name": "primary", "deployments": [_dep(down, "p")], "retries": 0},
-            {"name": "secondary", "deployments": [_dep(backup, "s")]},
+            {"name": "primary", "deployments": [dep(down, "p")], "retries": 0},
+            {"name": "secondary", "deployments": [dep(backup, "s")]},
         ]
     )
     async with gw.client() as client:
@@ -135,7 +101,7 @@ async def test_request_fallbacks_override_and_never_reach_upstream(
                 model="primary", messages=HELLO, extra_body={"fallbacks": ["nope"]}
             )
     assert isinstance(info.value.body, dict) and info.value.body["param"] == "fallbacks"
-    assert _chats(down) == 1  # the unknown fallback was refused before any call
+    assert chats(down) == 1  # the unknown fallback was refused before any call
     for record in down.requests + backup.requests:
         assert "fallbacks" not in record.body
 
@@ -153,8 +119,8 @@ async def test_context_and_policy_fallbacks_skip_retries(
     strict, other = await make_sim(**fault), await make_sim()
     gw = await make_gateway(
         [
-            {"name": "m", "deployments": [_dep(strict, "a")], route: ["big"]},
-            {"name": "big", "deployments": [_dep(other, "b")]},
+            {"name": "m", "deployments": [dep(strict, "a")], route: ["big"]},
+            {"name": "big", "deployments": [dep(other, "b")]},
         ]
     )
     prompt = "forbidden " * 100
@@ -163,13 +129,13 @@ async def test_context_and_policy_fallbacks_skip_retries(
             model="m", messages=[{"role": "user", "content": prompt}]
         )
     assert raw.headers["x-lockgate-model-group"] == "big"
-    assert (_chats(strict), _chats(other)) == (1, 1)
+    assert (chats(strict), chats(other)) == (1, 1)
 
 
 async def test_retry_after_is_honoured(make_gateway: GatewayFactory, make_sim: SimFactory) -> None:
     limited = await make_sim(error_rates={429: 1.0})  # each 429 asks for 1000 ms
     gw = await make_gateway(
-        [{"name": "m", "deployments": [_dep(limited, "a")], "retries": 1}],
+        [{"name": "m", "deployments": [dep(limited, "a")], "retries": 1}],
         retry={"backoff_base": 0.0},
     )
     async with gw.client() as client:
@@ -186,15 +152,16 @@ async def test_retry_budget_caps_retries(
 ) -> None:
     broken = await make_sim(error_rates={500: 1.0})
     gw = await make_gateway(
-        [{"name": "m", "deployments": [_dep(broken, "a")]}],
+        [{"name": "m", "deployments": [dep(broken, "a")]}],
         retry={"budget_ratio": 0.0, "budget_min_retries": 2},
+        cooldown={"consecutive_failures": 100, "min_calls": 100},  # the budget alone decides
     )
     async with gw.client() as client:
         for _ in range(3):
             with pytest.raises(openai.APIStatusError):
                 await client.chat.completions.create(model="m", messages=HELLO)
     # 3 requests + only the 2 retries the budget allowed, not 3 x 3.
-    assert _chats(broken) == 5
+    assert chats(broken) == 5
 
 
 async def test_stream_retries_before_the_first_byte(
@@ -203,8 +170,8 @@ async def test_stream_retries_before_the_first_byte(
     down, backup = await make_sim(error_rates={500: 1.0}), await make_sim()
     gw = await make_gateway(
         [
-            {"name": "m", "deployments": [_dep(down, "a")], "fallbacks": ["n"], "retries": 0},
-            {"name": "n", "deployments": [_dep(backup, "b")]},
+            {"name": "m", "deployments": [dep(down, "a")], "fallbacks": ["n"], "retries": 0},
+            {"name": "n", "deployments": [dep(backup, "b")]},
         ]
     )
     async with gw.client() as client:
@@ -214,7 +181,7 @@ async def test_stream_retries_before_the_first_byte(
         assert raw.headers["x-lockgate-deployment"] == "b"
         chunks = [c async for c in raw.parse()]
     assert chunks[-1].choices[0].finish_reason == "stop"
-    assert (_chats(down), _chats(backup)) == (1, 1)
+    assert (chats(down), chats(backup)) == (1, 1)
 
 
 async def test_slow_first_token_falls_back_before_anything_is_sent(
@@ -225,11 +192,11 @@ async def test_slow_first_token_falls_back_before_anything_is_sent(
         [
             {
                 "name": "m",
-                "deployments": [{**_dep(slow, "a"), "first_token_timeout": 0.2}],
+                "deployments": [{**dep(slow, "a"), "first_token_timeout": 0.2}],
                 "fallbacks": ["n"],
                 "retries": 0,
             },
-            {"name": "n", "deployments": [_dep(fast, "b")]},
+            {"name": "n", "deployments": [dep(fast, "b")]},
         ]
     )
     async with gw.client() as client:
@@ -239,7 +206,7 @@ async def test_slow_first_token_falls_back_before_anything_is_sent(
         chunks = [c async for c in raw.parse()]
     assert raw.headers["x-lockgate-deployment"] == "b"
     assert chunks[-1].choices[0].finish_reason == "stop"
-    assert (_chats(slow), _chats(fast)) == (1, 1)
+    assert (chats(slow), chats(fast)) == (1, 1)
     for _ in range(100):  # the abandoned call is hung up on, not left to run
         if slow.disconnects:
             break
@@ -252,7 +219,7 @@ async def test_stream_that_goes_silent_ends_with_an_error_event(
 ) -> None:
     stalling = await make_sim(inter_token="1500ms", stream_chunks=4)
     gw = await make_gateway(
-        [{"name": "m", "deployments": [{**_dep(stalling, "a"), "idle_timeout": 0.3}]}]
+        [{"name": "m", "deployments": [{**dep(stalling, "a"), "idle_timeout": 0.3}]}]
     )
     received: list[object] = []
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from lockgate.config.schema import CooldownConfig
+from lockgate.core.cooldown import Breaker
 from lockgate.core.errors import NotFound
 from lockgate.core.router import Deployment, ModelGroup, Router
 
 
 def _group(name: str, model: str) -> ModelGroup:
-    return ModelGroup(name, [Deployment(name, "openai", model, 1.0, adapter=None)])  # type: ignore[arg-type]
+    breaker = Breaker(name, CooldownConfig(), lambda dep, state: None)
+    dep = Deployment(name, "openai", model, 1.0, adapter=None, breaker=breaker)  # type: ignore[arg-type]
+    return ModelGroup(name, [dep])
 
 
 def test_exact_then_longest_wildcard() -> None:

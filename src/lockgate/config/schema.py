@@ -68,6 +68,17 @@ class RetryConfig(Strict):
     budget_min_retries: Annotated[int, Field(ge=0)] = 10  # per window, so quiet times retry
 
 
+class CooldownConfig(Strict):
+    """When a deployment is taken out of rotation, and for how long."""
+
+    consecutive_failures: Annotated[int, Field(ge=1)] = 3
+    error_rate: Annotated[float, Field(gt=0, le=1)] = 0.5  # failures / calls over the window
+    min_calls: Annotated[int, Field(ge=1)] = 10  # calls in the window before the rate counts
+    window: Annotated[float, Field(gt=0)] = 30.0
+    cooldown: Annotated[float, Field(gt=0)] = 5.0  # doubled after a failed half-open probe
+    max_cooldown: Annotated[float, Field(gt=0)] = 60.0  # also caps a provider's retry-after
+
+
 class ModelConfig(Strict):
     name: Annotated[str, Field(min_length=1)]
     deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
@@ -91,6 +102,7 @@ class ModelConfig(Strict):
 class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
     models: list[ModelConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

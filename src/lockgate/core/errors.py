@@ -10,6 +10,7 @@
     ├── PayloadTooLarge               413
     ├── RateLimited                   429 retryable, carries retry_after
     ├── Overloaded                    503 retryable
+    │   └── CoolingDown               503 every deployment of the group is cooling down
     ├── UpstreamError                 502 retryable (provider 5xx, broken connection)
     │   └── ProviderAuthError         502 (the provider refused lockgate's key), not retryable
     └── Timeout                       504 retryable
@@ -107,6 +108,13 @@ class Overloaded(GatewayError):
     type = "server_error"
     default_code = "overloaded"
     retryable = True
+
+
+class CoolingDown(Overloaded):
+    """Every deployment of a model group is in cooldown; nothing was called."""
+
+    kind = "cooling_down"
+    default_code = "deployments_cooling_down"
 
 
 class UpstreamError(GatewayError):

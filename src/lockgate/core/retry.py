@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from lockgate.config.schema import RetryConfig
-from lockgate.core.errors import GatewayError
+from lockgate.core.errors import CoolingDown, GatewayError
 from lockgate.core.router import Deployment, ModelGroup
 from lockgate.core.types import RequestContext
 
@@ -93,25 +93,68 @@ class Retrier:
         cfg = self.config
         attempts = 1 + (group.retries if group.retries is not None else cfg.retries)
         failed: set[str] = set()
-        dep = group.pick()
+        try:
+            dep = group.pick()
+        except CoolingDown as exc:
+            failures.append((group.name, exc))
+            raise
         for attempt in range(attempts):
             ctx.served_by(group.name, dep.id, dep.provider)
             try:
-                return await call(dep, dep.upstream_model(matched))
+                result = await call(dep, dep.upstream_model(matched))
             except GatewayError as exc:
+                dep.breaker.failure(exc)
                 failures.append((f"{group.name} via {dep.id}", exc))
                 failed.add(dep.id)
                 if not exc.retryable or attempt + 1 >= attempts:
                     raise
-                following = group.pick(avoid=frozenset(failed))
-                delay = backoff(attempt, cfg.backoff_base, cfg.backoff_max, self._rng)
-                if following.id == dep.id and exc.retry_after is not None:
-                    if exc.retry_after > cfg.max_retry_after:
-                        raise
-                    delay = max(delay, exc.retry_after)
-                if not self.budget.try_spend():
-                    raise
+                dep = await self._wait_for_next(group, exc, attempt, frozenset(failed))
                 ctx.retries += 1
-                await asyncio.sleep(delay)
-                dep = following
+            except BaseException:
+                dep.breaker.release()  # cancelled: a half-open probe must not stay taken
+                raise
+            else:
+                dep.breaker.success()
+                return result
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _wait_for_next(
+        self, group: ModelGroup, exc: GatewayError, attempt: int, failed: frozenset[str]
+    ) -> Deployment:
+        """Back off, then the deployment for the next attempt; raises ``exc`` when there is
+        none worth waiting for, or the budget is spent.
+
+        A deployment that has not failed yet is taken at once (after a jittered backoff).
+        Otherwise the wait is what the provider asked for (retry-after, up to
+        `max_retry_after`), and the group is asked again after it: the breaker then lets
+        one request through as its probe and turns the rest away."""
+        cfg = self.config
+        delay = backoff(attempt, cfg.backoff_base, cfg.backoff_max, self._rng)
+        try:
+            fresh: Deployment | None = group.pick(avoid=failed)
+        except CoolingDown:
+            fresh = None
+        if fresh is not None and fresh.id in failed:
+            fresh.breaker.release()
+            fresh = None
+        if fresh is None:
+            wait = exc.retry_after or 0.0
+            if wait > cfg.max_retry_after:
+                raise exc
+            delay = max(delay, wait)
+        if not self.budget.try_spend():
+            if fresh is not None:
+                fresh.breaker.release()
+            raise exc
+        try:
+            await asyncio.sleep(delay)
+        except BaseException:
+            if fresh is not None:
+                fresh.breaker.release()
+            raise
+        if fresh is not None:
+            return fresh
+        try:
+            return group.pick(avoid=failed)
+        except CoolingDown:
+            raise exc from None

@@ -6,7 +6,8 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lockgate.core.errors import NotFound
+from lockgate.core.cooldown import Breaker
+from lockgate.core.errors import CoolingDown, NotFound
 
 if TYPE_CHECKING:
     from lockgate.providers.base import Provider
@@ -19,6 +20,7 @@ class Deployment:
     model: str  # the upstream's model name; `*` stands for what a wildcard group matched
     weight: float
     adapter: Provider
+    breaker: Breaker
     first_token_timeout: float | None = None
     idle_timeout: float | None = None
 
@@ -49,15 +51,34 @@ class ModelGroup:
         self._weights = [d.weight for d in deployments]
 
     def pick(self, avoid: frozenset[str] = frozenset()) -> Deployment:
-        """A deployment by weight, preferring those not in ``avoid`` (ids that already
-        failed this request) while any remain."""
-        if len(self.deployments) == 1:
-            return self.deployments[0]
-        if avoid:
-            fresh = [d for d in self.deployments if d.id not in avoid]
-            if fresh and len(fresh) < len(self.deployments):
-                return random.choices(fresh, weights=[d.weight for d in fresh])[0]
-        return random.choices(self.deployments, weights=self._weights)[0]
+        """A deployment by weight among those not cooling down, preferring those not in
+        ``avoid`` (ids that already failed this request) while any remain."""
+        deployments = self.deployments
+        if len(deployments) == 1:
+            dep = deployments[0]
+            if not dep.breaker.available():
+                raise self._cooling_down()
+        else:
+            ready = [d for d in deployments if d.breaker.available()]
+            if not ready:
+                raise self._cooling_down()
+            pool = [d for d in ready if d.id not in avoid] if avoid else ready
+            pool = pool or ready
+            if len(pool) == 1:
+                dep = pool[0]
+            elif len(pool) == len(deployments):
+                dep = random.choices(deployments, weights=self._weights)[0]
+            else:
+                dep = random.choices(pool, weights=[d.weight for d in pool])[0]
+        dep.breaker.acquire()
+        return dep
+
+    def _cooling_down(self) -> CoolingDown:
+        wait = min(d.breaker.retry_in() for d in self.deployments)
+        return CoolingDown(
+            f"every deployment of {self.name!r} is cooling down after failures",
+            retry_after=wait,
+        )
 
 
 class Router:

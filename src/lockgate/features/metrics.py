@@ -65,6 +65,8 @@ class Metrics:
         self.ttft_seconds = _Histograms(TTFT_BUCKETS)  # model, deployment
         self.tokens: dict[tuple[str, str, str], int] = {}  # model, deployment, type
         self.fallbacks: dict[tuple[str, str], int] = {}  # from model, to model
+        self.circuit_transitions: dict[tuple[str, str], int] = {}  # deployment, new state
+        self.circuit_state: dict[str, str] = {}  # deployment -> closed/open/half_open
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -81,6 +83,11 @@ class Metrics:
     def fallback(self, origin: str, target: str) -> None:
         key = (origin, target)
         self.fallbacks[key] = self.fallbacks.get(key, 0) + 1
+
+    def circuit(self, deployment: str, state: str) -> None:
+        key = (deployment, state)
+        self.circuit_transitions[key] = self.circuit_transitions.get(key, 0) + 1
+        self.circuit_state[deployment] = state
 
     def first_token(self, model: str, deployment: str, seconds: float) -> None:
         self.ttft_seconds[(model, deployment)].observe(seconds)
@@ -143,6 +150,20 @@ class Metrics:
         for (origin, target), count in self.fallbacks.items():
             fallbacks.add_metric([origin, target], count)
         yield fallbacks
+        transitions = CounterMetricFamily(
+            "lockgate_circuit_transitions", "Deployment circuit-breaker state changes.",
+            labels=["deployment", "state"],
+        )  # fmt: skip
+        for (deployment, state), count in self.circuit_transitions.items():
+            transitions.add_metric([deployment, state], count)
+        yield transitions
+        states = GaugeMetricFamily(
+            "lockgate_circuit_open", "1 while a deployment is out of rotation (open or half-open).",
+            labels=["deployment"],
+        )  # fmt: skip
+        for deployment, state in self.circuit_state.items():
+            states.add_metric([deployment], 0 if state == "closed" else 1)
+        yield states
         yield GaugeMetricFamily(
             "lockgate_in_flight_requests", "Requests being served now.", value=self.in_flight
         )

@@ -1,0 +1,73 @@
+"""The breaker's state machine on a fake clock."""
+
+from __future__ import annotations
+
+from lockgate.config.schema import CooldownConfig
+from lockgate.core import errors
+from lockgate.core.cooldown import CLOSED, HALF_OPEN, OPEN, Breaker
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _breaker(**cfg: float) -> tuple[Breaker, Clock, list[str]]:
+    clock, seen = Clock(), []
+    breaker = Breaker(
+        "d", CooldownConfig(**cfg), lambda dep, state: seen.append(state), clock=clock
+    )
+    return breaker, clock, seen
+
+
+def test_error_rate_trips_without_consecutive_failures() -> None:
+    breaker, _, _ = _breaker(consecutive_failures=100, error_rate=0.5, min_calls=10)
+    for i in range(10):
+        if i % 2:
+            breaker.failure(errors.UpstreamError("boom"))
+        else:
+            breaker.success()
+    assert breaker.state == OPEN
+
+
+def test_bad_requests_do_not_count() -> None:
+    breaker, _, _ = _breaker(consecutive_failures=1)
+    breaker.failure(errors.BadRequest("client's fault"))
+    assert breaker.state == CLOSED
+
+
+def test_one_probe_and_cooldown_doubles_when_it_fails() -> None:
+    breaker, clock, seen = _breaker(consecutive_failures=1, cooldown=5, max_cooldown=8)
+    breaker.failure(errors.Timeout("slow"))
+    assert not breaker.available()
+    clock.now += 5
+    assert breaker.available()
+    breaker.acquire()
+    assert breaker.state == HALF_OPEN
+    assert not breaker.available()  # the probe is taken
+    breaker.failure(errors.Timeout("still slow"))
+    assert breaker.retry_in() == 8  # doubled, capped
+    clock.now += 8
+    breaker.acquire()
+    breaker.success()
+    assert seen == [OPEN, HALF_OPEN, OPEN, HALF_OPEN, CLOSED]
+
+
+def test_rate_limit_uses_the_providers_wait() -> None:
+    breaker, _, _ = _breaker()
+    breaker.failure(errors.RateLimited("slow down", retry_after=2.5))
+    assert breaker.state == OPEN
+    assert breaker.retry_in() == 2.5
+
+
+def test_cancelled_probe_is_released() -> None:
+    breaker, clock, _ = _breaker(consecutive_failures=1, cooldown=1)
+    breaker.failure(errors.UpstreamError("x"))
+    clock.now += 1
+    breaker.acquire()
+    assert not breaker.available()
+    breaker.release()
+    assert breaker.available()
