@@ -46,6 +46,7 @@ def build_router(
                     breaker=Breaker(dep_id, cooldown, metrics.circuit),
                     first_token_timeout=cfg.first_token_timeout,
                     idle_timeout=cfg.idle_timeout,
+                    price=cfg.prices.input + cfg.prices.output if cfg.prices else float("inf"),
                 )
             )
         groups.append(
@@ -53,6 +54,7 @@ def build_router(
                 model.name,
                 deployments,
                 retries=model.retries,
+                strategy=model.strategy,
                 fallbacks=tuple(model.fallbacks),
                 context_window_fallbacks=tuple(model.context_window_fallbacks),
                 content_policy_fallbacks=tuple(model.content_policy_fallbacks),

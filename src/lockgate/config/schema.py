@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AnyHttpUrl,
@@ -30,6 +30,13 @@ class ServerConfig(Strict):
     log_level: str = "INFO"
 
 
+class Prices(Strict):
+    """USD per million tokens, for cost-aware routing (and, later, cost accounting)."""
+
+    input: Annotated[float, Field(ge=0)]
+    output: Annotated[float, Field(ge=0)]
+
+
 class DeploymentConfig(Strict):
     provider: str
     model: str
@@ -45,6 +52,7 @@ class DeploymentConfig(Strict):
     idle_timeout: Annotated[float, Field(gt=0)] | None = 120.0
     max_connections: Annotated[int, Field(gt=0)] = 1024
     headers: dict[str, str] = Field(default_factory=dict)
+    prices: Prices | None = None
 
     @field_validator("provider")
     @classmethod
@@ -83,6 +91,7 @@ class ModelConfig(Strict):
     name: Annotated[str, Field(min_length=1)]
     deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
     retries: Annotated[int, Field(ge=0, le=10)] | None = None
+    strategy: Literal["weighted", "least-busy", "latency", "cost", "ordered"] = "weighted"
     fallbacks: list[str] = Field(default_factory=list)
     context_window_fallbacks: list[str] = Field(default_factory=list)
     content_policy_fallbacks: list[str] = Field(default_factory=list)

@@ -100,9 +100,12 @@ class Retrier:
             raise
         for attempt in range(attempts):
             ctx.served_by(group.name, dep.id, dep.provider)
+            dep.in_flight += 1
+            started = time.perf_counter()
             try:
                 result = await call(dep, dep.upstream_model(matched))
             except GatewayError as exc:
+                dep.in_flight -= 1
                 dep.breaker.failure(exc)
                 failures.append((f"{group.name} via {dep.id}", exc))
                 failed.add(dep.id)
@@ -111,9 +114,12 @@ class Retrier:
                 dep = await self._wait_for_next(group, exc, attempt, frozenset(failed))
                 ctx.retries += 1
             except BaseException:
+                dep.in_flight -= 1
                 dep.breaker.release()  # cancelled: a half-open probe must not stay taken
                 raise
             else:
+                dep.in_flight -= 1
+                dep.observe_latency(time.perf_counter() - started)
                 dep.breaker.success()
                 return result
         raise AssertionError("unreachable: the last attempt returns or raises")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lockgate.core.cooldown import Breaker
 from lockgate.core.errors import CoolingDown, NotFound
+from lockgate.core.strategies import STRATEGIES
 
 if TYPE_CHECKING:
     from lockgate.providers.base import Provider
@@ -23,6 +23,13 @@ class Deployment:
     breaker: Breaker
     first_token_timeout: float | None = None
     idle_timeout: float | None = None
+    price: float = float("inf")  # input + output USD per million tokens, for `cost` routing
+    in_flight: int = 0
+    latency_ewma: float | None = None  # seconds to the answer (the first chunk, for streams)
+
+    def observe_latency(self, seconds: float, alpha: float = 0.2) -> None:
+        ewma = self.latency_ewma
+        self.latency_ewma = seconds if ewma is None else ewma + alpha * (seconds - ewma)
 
     def upstream_model(self, matched: str) -> str:
         return self.model.replace("*", matched) if matched else self.model
@@ -37,6 +44,7 @@ class ModelGroup:
         deployments: list[Deployment],
         *,
         retries: int | None = None,
+        strategy: str = "weighted",
         fallbacks: tuple[str, ...] = (),
         context_window_fallbacks: tuple[str, ...] = (),
         content_policy_fallbacks: tuple[str, ...] = (),
@@ -44,15 +52,16 @@ class ModelGroup:
         self.name = name
         self.deployments = deployments
         self.retries = retries  # None: the gateway-wide setting
+        self.strategy = strategy
+        self._choose = STRATEGIES[strategy]
         self.fallbacks = fallbacks
         self.context_window_fallbacks = context_window_fallbacks
         self.content_policy_fallbacks = content_policy_fallbacks
         self.prefix = name[:-1] if name.endswith("*") else None
-        self._weights = [d.weight for d in deployments]
 
     def pick(self, avoid: frozenset[str] = frozenset()) -> Deployment:
-        """A deployment by weight among those not cooling down, preferring those not in
-        ``avoid`` (ids that already failed this request) while any remain."""
+        """A deployment by the group's strategy among those not cooling down, preferring
+        those not in ``avoid`` (ids that already failed this request) while any remain."""
         deployments = self.deployments
         if len(deployments) == 1:
             dep = deployments[0]
@@ -63,13 +72,7 @@ class ModelGroup:
             if not ready:
                 raise self._cooling_down()
             pool = [d for d in ready if d.id not in avoid] if avoid else ready
-            pool = pool or ready
-            if len(pool) == 1:
-                dep = pool[0]
-            elif len(pool) == len(deployments):
-                dep = random.choices(deployments, weights=self._weights)[0]
-            else:
-                dep = random.choices(pool, weights=[d.weight for d in pool])[0]
+            dep = self._choose(pool or ready)
         dep.breaker.acquire()
         return dep
 
