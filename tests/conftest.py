@@ -129,7 +129,7 @@ async def make_sim() -> AsyncIterator[SimFactory]:
     sims: list[Simulator] = []
 
     async def factory(**options: Any) -> Simulator:
-        sim = Simulator(SimulatorOptions(api_key=PROVIDER_KEY, seed=1, **options))
+        sim = Simulator(SimulatorOptions(**{"api_key": PROVIDER_KEY, "seed": 1, **options}))
         await sim.start(host="127.0.0.1", port=0)
         sims.append(sim)
         return sim

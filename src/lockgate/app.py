@@ -42,7 +42,9 @@ def build_router(
                     provider=cfg.provider,
                     model=cfg.model,
                     weight=cfg.weight,
-                    adapter=create_provider(cfg, http),
+                    adapter=create_provider(
+                        cfg, http, deployment=dep_id, on_key_event=metrics.provider_key
+                    ),
                     breaker=Breaker(dep_id, cooldown, metrics.circuit),
                     first_token_timeout=cfg.first_token_timeout,
                     idle_timeout=cfg.idle_timeout,

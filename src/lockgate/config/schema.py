@@ -43,6 +43,7 @@ class DeploymentConfig(Strict):
     id: str | None = None
     api_base: AnyHttpUrl | None = None
     api_key: SecretStr | None = None
+    api_keys: list[SecretStr] = Field(default_factory=list)  # a pool, used in rotation
     weight: Annotated[float, Field(gt=0)] = 1.0
     timeout: Annotated[float, Field(gt=0)] = 600.0  # a whole upstream call
     connect_timeout: Annotated[float, Field(gt=0)] = 10.0
@@ -53,6 +54,17 @@ class DeploymentConfig(Strict):
     max_connections: Annotated[int, Field(gt=0)] = 1024
     headers: dict[str, str] = Field(default_factory=dict)
     prices: Prices | None = None
+
+    @model_validator(mode="after")
+    def _one_kind_of_key(self) -> DeploymentConfig:
+        if self.api_key is not None and self.api_keys:
+            raise ValueError("give api_key or api_keys, not both")
+        return self
+
+    def keys(self) -> list[str]:
+        if self.api_keys:
+            return [k.get_secret_value() for k in self.api_keys]
+        return [self.api_key.get_secret_value()] if self.api_key is not None else []
 
     @field_validator("provider")
     @classmethod

@@ -67,6 +67,7 @@ class Metrics:
         self.fallbacks: dict[tuple[str, str], int] = {}  # from model, to model
         self.circuit_transitions: dict[tuple[str, str], int] = {}  # deployment, new state
         self.circuit_state: dict[str, str] = {}  # deployment -> closed/open/half_open
+        self.provider_keys: dict[tuple[str, str], int] = {}  # deployment, disabled/rested
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -83,6 +84,10 @@ class Metrics:
     def fallback(self, origin: str, target: str) -> None:
         key = (origin, target)
         self.fallbacks[key] = self.fallbacks.get(key, 0) + 1
+
+    def provider_key(self, deployment: str, event: str) -> None:
+        key = (deployment, event)
+        self.provider_keys[key] = self.provider_keys.get(key, 0) + 1
 
     def circuit(self, deployment: str, state: str) -> None:
         key = (deployment, state)
@@ -150,6 +155,14 @@ class Metrics:
         for (origin, target), count in self.fallbacks.items():
             fallbacks.add_metric([origin, target], count)
         yield fallbacks
+        key_events = CounterMetricFamily(
+            "lockgate_provider_key_events",
+            "Provider keys taken out of rotation (disabled) or rested after a 429.",
+            labels=["deployment", "event"],
+        )
+        for (deployment, event), count in self.provider_keys.items():
+            key_events.add_metric([deployment, event], count)
+        yield key_events
         transitions = CounterMetricFamily(
             "lockgate_circuit_transitions", "Deployment circuit-breaker state changes.",
             labels=["deployment", "state"],

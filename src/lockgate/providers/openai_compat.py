@@ -18,6 +18,7 @@ from lockgate.core.errors import GatewayError, UpstreamError
 from lockgate.core.types import JSON, ChatResponse, Chunk, ChunkStream, EmbeddingResponse, Usage
 from lockgate.providers.errors import error_from_exception, error_from_payload, error_from_response
 from lockgate.providers.http import HttpPool
+from lockgate.providers.keys import KeyPool
 from lockgate.providers.profiles import Profile
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
@@ -30,6 +31,7 @@ class OpenAICompatible:
         profile: Profile,
         api_base: str,
         api_key: str | None,
+        key_pool: KeyPool | None = None,
         http: HttpPool,
         timeout: float,
         connect_timeout: float,
@@ -51,10 +53,22 @@ class OpenAICompatible:
         }
         if api_key:
             self._headers[profile.auth_header] = profile.auth_prefix + api_key
-        self._secrets = [api_key] if api_key else []
+        self._pool = key_pool
+        self._secrets = [api_key] if api_key else (key_pool.keys if key_pool else [])
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._http = http
         self._max_connections = max_connections
+
+    def _auth(self) -> tuple[dict[str, str], str | None]:
+        """Request headers, and the pool key they carry (None without a pool)."""
+        if self._pool is None:
+            return self._headers, None
+        key = self._pool.pick()
+        return {**self._headers, self._profile.auth_header: self._profile.auth_prefix + key}, key
+
+    def _error(self, status: int, raw: bytes, headers: Any, key: str | None) -> GatewayError:
+        err = error_from_response(status, raw, headers, secrets=self._secrets)
+        return self._pool.failed(key, err) if self._pool is not None and key else err
 
     def _session(self) -> aiohttp.ClientSession:
         return self._http.session(self._base, max_connections=self._max_connections)
@@ -78,13 +92,14 @@ class OpenAICompatible:
         return EmbeddingResponse(body=data, usage=Usage.from_openai(data.get("usage")), raw=raw)
 
     async def _post(self, url: URL, payload: JSON) -> bytes:
+        headers, key = self._auth()
         try:
             async with self._session().post(
-                url, data=orjson.dumps(payload), headers=self._headers, timeout=self._timeout
+                url, data=orjson.dumps(payload), headers=headers, timeout=self._timeout
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
-                    raise error_from_response(resp.status, raw, resp.headers, secrets=self._secrets)
+                    raise self._error(resp.status, raw, resp.headers, key)
                 return raw
         except _TRANSPORT_ERRORS as exc:
             raise error_from_exception(exc) from exc
@@ -98,11 +113,12 @@ class OpenAICompatible:
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
+        headers, key = self._auth()
         try:
             resp = await self._session().post(
                 self._chat_url,
                 data=orjson.dumps(payload),
-                headers=self._headers,
+                headers=headers,
                 timeout=self._timeout,
             )
         except _TRANSPORT_ERRORS as exc:
@@ -111,7 +127,7 @@ class OpenAICompatible:
         try:
             if resp.status >= 400:
                 raw = await resp.read()
-                raise error_from_response(resp.status, raw, resp.headers, secrets=self._secrets)
+                raise self._error(resp.status, raw, resp.headers, key)
             async for chunk in _sse_chunks(resp.content):
                 yield chunk
             completed = True

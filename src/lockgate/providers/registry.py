@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lockgate.providers.keys import KeyEvent, KeyPool
 from lockgate.providers.profiles import PROFILES
 
 if TYPE_CHECKING:
@@ -16,15 +17,20 @@ def provider_names() -> frozenset[str]:
     return frozenset(PROFILES)
 
 
-def create_provider(cfg: DeploymentConfig, http: HttpPool) -> Provider:
+def create_provider(
+    cfg: DeploymentConfig, http: HttpPool, *, deployment: str, on_key_event: KeyEvent
+) -> Provider:
     from lockgate.providers.openai_compat import OpenAICompatible
 
     profile = PROFILES[cfg.provider]
-    api_key = cfg.api_key.get_secret_value() if cfg.api_key is not None else None
+    keys = cfg.keys()
     return OpenAICompatible(
         profile=profile,
         api_base=str(cfg.api_base) if cfg.api_base is not None else profile.api_base,
-        api_key=api_key,
+        api_key=keys[0] if len(keys) == 1 else None,
+        key_pool=(
+            KeyPool(keys, deployment=deployment, on_event=on_key_event) if len(keys) > 1 else None
+        ),
         http=http,
         timeout=cfg.timeout,
         connect_timeout=cfg.connect_timeout,
