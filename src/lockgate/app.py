@@ -11,6 +11,7 @@ from aiohttp import web
 from lockgate.api import openai_routes, ops_routes
 from lockgate.api.middleware import gateway_middleware
 from lockgate.config.schema import Config, CooldownConfig, ModelConfig
+from lockgate.core.admission import Admission
 from lockgate.core.auth import Authenticator
 from lockgate.core.cooldown import Breaker
 from lockgate.core.pipeline import Pipeline
@@ -36,21 +37,27 @@ def build_router(
             if names[(cfg.provider, cfg.model)] > 1:
                 default_id = f"{model.name}#{i}:{default_id}"
             dep_id = cfg.id or default_id
-            deployments.append(
-                Deployment(
-                    id=dep_id,
-                    provider=cfg.provider,
-                    model=cfg.model,
-                    weight=cfg.weight,
-                    adapter=create_provider(
-                        cfg, http, deployment=dep_id, on_key_event=metrics.provider_key
-                    ),
-                    breaker=Breaker(dep_id, cooldown, metrics.circuit),
-                    first_token_timeout=cfg.first_token_timeout,
-                    idle_timeout=cfg.idle_timeout,
-                    price=cfg.prices.input + cfg.prices.output if cfg.prices else float("inf"),
-                )
+            admission = Admission(max_concurrency=cfg.max_concurrency, rpm=cfg.rpm, tpm=cfg.tpm)
+            deployment = Deployment(
+                id=dep_id,
+                provider=cfg.provider,
+                model=cfg.model,
+                weight=cfg.weight,
+                adapter=create_provider(
+                    cfg,
+                    http,
+                    deployment=dep_id,
+                    on_key_event=metrics.provider_key,
+                    on_limits=admission.observe,
+                ),
+                breaker=Breaker(dep_id, cooldown, metrics.circuit),
+                first_token_timeout=cfg.first_token_timeout,
+                idle_timeout=cfg.idle_timeout,
+                price=cfg.prices.input + cfg.prices.output if cfg.prices else float("inf"),
+                admission=admission,
             )
+            admission.typical_latency = deployment.typical_latency
+            deployments.append(deployment)
         groups.append(
             ModelGroup(
                 model.name,
@@ -79,6 +86,7 @@ def build_app(config: Config) -> web.Application:
         auth=Authenticator(master),
         metrics=metrics,
         retry=config.retry,
+        max_wait=config.admission.max_wait,
     )
     state = GatewayState(
         config=config, pipeline=pipeline, metrics=metrics, tasks=TaskTracker(), http=http

@@ -101,14 +101,30 @@ async def test_body_over_limit_is_413(make_gateway: GatewayFactory, simulator: S
 
 
 async def test_upstream_429_is_429_with_retry_after(
+    make_gateway: GatewayFactory, simulator: Simulator
+) -> None:
+    simulator.options = SimulatorOptions(api_key=PROVIDER_KEY, error_rates={429: 1.0})
+    gw = await make_gateway([{**one_model(simulator.base_url), "retries": 0}])
+    async with gw.client() as client:
+        with pytest.raises(openai.RateLimitError) as info:
+            await client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    assert info.value.response.headers["retry-after"] == "1"
+    assert isinstance(info.value.body, dict) and info.value.body["code"] == "rate_limit_exceeded"
+
+
+async def test_advertised_limit_is_respected_before_sending(
     client: openai.AsyncOpenAI, simulator: Simulator
 ) -> None:
     simulator.options = SimulatorOptions(api_key=PROVIDER_KEY, rpm=1)
     await client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
     with pytest.raises(openai.RateLimitError) as info:
         await client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
-    assert int(info.value.response.headers["retry-after"]) >= 1
-    assert isinstance(info.value.body, dict) and info.value.body["code"] == "rate_limit_exceeded"
+    # The upstream said 1 request a minute: the second was never sent to collect a 429.
+    assert simulator.statuses[429] == 0
+    assert sum(simulator.statuses.values()) == 1
+    assert 50 <= int(info.value.response.headers["retry-after"]) <= 61
+    assert isinstance(info.value.body, dict)
+    assert info.value.body["code"] == "upstream_capacity_exceeded"
 
 
 @pytest.mark.parametrize(("status", "expected"), [(500, 502), (503, 503)])

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from lockgate.api.errors import openai_error_response
-from lockgate.core.errors import GatewayError, NotFound
+from lockgate.core.errors import BadRequest, GatewayError, NotFound
 from lockgate.core.types import RequestContext
 from lockgate.state import STATE
 
@@ -39,6 +39,32 @@ def _credential(request: web.Request) -> str | None:
         scheme, _, token = auth.partition(" ")
         return token.strip() if scheme.lower() == "bearer" else None
     return request.headers.get("x-api-key")
+
+
+def _controls(request: web.Request, ctx: RequestContext) -> None:
+    """Per-request controls sent as headers (the SDKs' `extra_headers`)."""
+    headers = request.headers
+    if (value := headers.get("x-lockgate-priority")) is not None:
+        try:
+            ctx.priority = int(value)
+        except ValueError:
+            raise BadRequest(
+                "Header x-lockgate-priority must be an integer.", param="x-lockgate-priority"
+            ) from None
+    if (value := headers.get("x-lockgate-max-wait")) is not None:
+        ctx.max_wait = _seconds(value, "x-lockgate-max-wait")
+    if (value := headers.get("x-lockgate-timeout")) is not None:
+        ctx.deadline = ctx.started + _seconds(value, "x-lockgate-timeout")
+
+
+def _seconds(value: str, name: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 <= seconds <= 86_400:
+        raise BadRequest(f"Header {name} must be a number of seconds.", param=name)
+    return seconds
 
 
 @web.middleware
@@ -67,6 +93,7 @@ async def _render_errors(
     request: web.Request, handler: Handler, ctx: RequestContext
 ) -> web.StreamResponse:
     try:
+        _controls(request, ctx)
         response = await handler(request)
     except GatewayError as exc:
         ctx.outcome = exc.kind

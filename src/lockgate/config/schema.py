@@ -54,6 +54,11 @@ class DeploymentConfig(Strict):
     max_connections: Annotated[int, Field(gt=0)] = 1024
     headers: dict[str, str] = Field(default_factory=dict)
     prices: Prices | None = None
+    # Upstream capacity (admission control); the provider's x-ratelimit-* headers and 429s
+    # refine or set the rates when none are configured.
+    max_concurrency: Annotated[int, Field(gt=0)] | None = None
+    rpm: Annotated[int, Field(gt=0)] | None = None
+    tpm: Annotated[int, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _one_kind_of_key(self) -> DeploymentConfig:
@@ -86,6 +91,10 @@ class RetryConfig(Strict):
     budget_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2  # retries per request, at most
     budget_window: Annotated[float, Field(gt=0)] = 10.0  # seconds the ratio is measured over
     budget_min_retries: Annotated[int, Field(ge=0)] = 10  # per window, so quiet times retry
+
+
+class AdmissionConfig(Strict):
+    max_wait: Annotated[float, Field(ge=0)] = 30.0  # default longest queue wait per request
 
 
 class CooldownConfig(Strict):
@@ -124,6 +133,7 @@ class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     models: list[ModelConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

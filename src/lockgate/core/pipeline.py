@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import orjson
+
 from lockgate.config.schema import RetryConfig
 from lockgate.core.auth import Authenticator
 from lockgate.core.errors import AllAttemptsFailed, GatewayError
@@ -45,13 +47,14 @@ class Pipeline:
         auth: Authenticator,
         metrics: Metrics,
         retry: RetryConfig | None = None,
+        max_wait: float = 30.0,
     ) -> None:
         self.router = router
         self.auth = auth
         self.metrics = metrics
         cfg = retry or RetryConfig()
         budget = RetryBudget(cfg.budget_ratio, cfg.budget_window, cfg.budget_min_retries)
-        self.retrier = Retrier(cfg, budget, random.Random())
+        self.retrier = Retrier(cfg, budget, random.Random(), max_wait=max_wait)
 
     def authenticate(self, ctx: RequestContext) -> None:
         """Idempotent, so the edge may authenticate before it reads a large body."""
@@ -64,7 +67,7 @@ class Pipeline:
         async def call(dep: Deployment, model: str) -> ChatResponse:
             return await self._timed(ctx, dep, dep.adapter.chat(req.body, model))
 
-        return await self._execute(ctx, req.model, req.fallbacks, call)
+        return await self._execute(ctx, req.model, req.fallbacks, call, _estimate(req.body))
 
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> EmbeddingResponse:
         self.authenticate(ctx)
@@ -72,7 +75,7 @@ class Pipeline:
         async def call(dep: Deployment, model: str) -> EmbeddingResponse:
             return await self._timed(ctx, dep, dep.adapter.embed(req.body, model))
 
-        return await self._execute(ctx, req.model, None, call)
+        return await self._execute(ctx, req.model, None, call, _estimate(req.body))
 
     async def chat_stream(self, req: ChatRequest, ctx: RequestContext) -> ChunkStream:
         """Open the stream and wait for its first chunk, so that every failure before the
@@ -97,7 +100,9 @@ class Pipeline:
             opened["it"] = (dep, started)
             return first, upstream
 
-        first, upstream = await self._execute(ctx, req.model, req.fallbacks, call)
+        first, upstream = await self._execute(
+            ctx, req.model, req.fallbacks, call, _estimate(req.body)
+        )
         dep, started = opened["it"]
         return self._relay(ctx, dep, first, upstream, started)
 
@@ -107,6 +112,7 @@ class Pipeline:
         model: str,
         fallbacks: tuple[str, ...] | None,
         call: Callable[[Deployment, str], Awaitable[T]],
+        tokens: Callable[[], int],
     ) -> T:
         """Route, then walk the model group and its fallbacks until an attempt succeeds."""
         group, matched = self.router.resolve(model)
@@ -117,7 +123,7 @@ class Pipeline:
         chain: FallbackChain | None = None  # built on the first failure: success pays nothing
         while True:
             try:
-                return await self.retrier.run(ctx, group, matched, call, failures)
+                return await self.retrier.run(ctx, group, matched, call, failures, tokens)
             except GatewayError as exc:
                 if chain is None:
                     chain = FallbackChain(self.router, group, fallbacks)
@@ -181,3 +187,18 @@ class Pipeline:
     ) -> None:
         self.metrics.upstream_done(ctx.model_group, dep.id, outcome, time.perf_counter() - started)
         self.metrics.usage(ctx.model_group, dep.id, usage)
+
+
+def _estimate(body: JSON) -> Callable[[], int]:
+    """A request's tokens for TPM admission, before any are counted: about four bytes of
+    JSON a token for the input, plus the most it may generate."""
+
+    def estimate() -> int:
+        size = len(orjson.dumps(body.get("messages") or body.get("input") or ""))
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        return size // 4 + (limit if isinstance(limit, int) else DEFAULT_OUTPUT_TOKENS)
+
+    return estimate
+
+
+DEFAULT_OUTPUT_TOKENS = 512

@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from lockgate.config.schema import RetryConfig
-from lockgate.core.errors import CoolingDown, GatewayError
+from lockgate.core.admission import QueueFull
+from lockgate.core.errors import CoolingDown, GatewayError, RateLimited
 from lockgate.core.router import Deployment, ModelGroup
 from lockgate.core.types import RequestContext
 
@@ -69,14 +70,26 @@ class RetryBudget:
         return True
 
 
+def _tokens(dep: Deployment, estimate: Callable[[], int]) -> int:
+    """The request's token estimate, computed only for a deployment that meters tokens."""
+    return estimate() if dep.admission.tokens is not None else 0
+
+
 def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
     """Full jitter: uniform between 0 and min(cap, base * 2**attempt)."""
     return rng.uniform(0.0, min(cap, base * (2**attempt)))
 
 
 class Retrier:
-    def __init__(self, config: RetryConfig, budget: RetryBudget, rng: random.Random) -> None:
+    def __init__(
+        self,
+        config: RetryConfig,
+        budget: RetryBudget,
+        rng: random.Random,
+        max_wait: float = 30.0,
+    ) -> None:
         self.config = config
+        self.max_wait = max_wait  # default longest admission-queue wait
         self.budget = budget
         self._rng = rng
 
@@ -87,6 +100,7 @@ class Retrier:
         matched: str,
         call: Call[T],
         failures: Failures,
+        tokens: Callable[[], int] = lambda: 0,
     ) -> T:
         """Call ``group`` until an attempt succeeds; raise the last error when retrying is
         over (not retryable, attempts or budget spent, or a wait that is too long)."""
@@ -99,6 +113,15 @@ class Retrier:
             failures.append((group.name, exc))
             raise
         for attempt in range(attempts):
+            while not dep.admission.try_acquire(need := _tokens(dep, tokens)):
+                try:
+                    await dep.admission.wait(ctx.priority, need, self._max_wait(ctx))
+                    break
+                except QueueFull as exc:
+                    dep.breaker.release()
+                    failures.append((f"{group.name} via {dep.id}", exc))
+                    failed.add(dep.id)
+                    dep = self._fresh(group, frozenset(failed), exc)  # never wait for it
             ctx.served_by(group.name, dep.id, dep.provider)
             dep.in_flight += 1
             started = time.perf_counter()
@@ -106,26 +129,55 @@ class Retrier:
                 result = await call(dep, dep.upstream_model(matched))
             except GatewayError as exc:
                 dep.in_flight -= 1
+                dep.admission.release()
+                if isinstance(exc, RateLimited):
+                    dep.admission.rate_limited(exc.retry_after)
                 dep.breaker.failure(exc)
                 failures.append((f"{group.name} via {dep.id}", exc))
                 failed.add(dep.id)
                 if not exc.retryable or attempt + 1 >= attempts:
                     raise
-                dep = await self._wait_for_next(group, exc, attempt, frozenset(failed))
+                dep = await self._wait_for_next(ctx, group, exc, attempt, frozenset(failed))
                 ctx.retries += 1
             except BaseException:
                 dep.in_flight -= 1
+                dep.admission.release()
                 dep.breaker.release()  # cancelled: a half-open probe must not stay taken
                 raise
             else:
                 dep.in_flight -= 1
+                dep.admission.release()
+                dep.admission.succeeded()
                 dep.observe_latency(time.perf_counter() - started)
                 dep.breaker.success()
                 return result
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    def _max_wait(self, ctx: RequestContext) -> float:
+        wait = ctx.max_wait if ctx.max_wait is not None else self.max_wait
+        if ctx.deadline is not None:
+            wait = min(wait, ctx.deadline - time.perf_counter())
+        return max(wait, 0.0)
+
+    @staticmethod
+    def _fresh(group: ModelGroup, failed: frozenset[str], exc: GatewayError) -> Deployment:
+        """A deployment that has not failed this request, or ``exc``."""
+        try:
+            following = group.pick(avoid=failed)
+        except CoolingDown:
+            raise exc from None
+        if following.id in failed:
+            following.breaker.release()
+            raise exc
+        return following
+
     async def _wait_for_next(
-        self, group: ModelGroup, exc: GatewayError, attempt: int, failed: frozenset[str]
+        self,
+        ctx: RequestContext,
+        group: ModelGroup,
+        exc: GatewayError,
+        attempt: int,
+        failed: frozenset[str],
     ) -> Deployment:
         """Back off, then the deployment for the next attempt; raises ``exc`` when there is
         none worth waiting for, or the budget is spent.
@@ -148,6 +200,10 @@ class Retrier:
             if wait > cfg.max_retry_after:
                 raise exc
             delay = max(delay, wait)
+        if ctx.deadline is not None and time.perf_counter() + delay >= ctx.deadline:
+            if fresh is not None:
+                fresh.breaker.release()
+            raise exc  # never retry past the request's deadline
         if not self.budget.try_spend():
             if fresh is not None:
                 fresh.breaker.release()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from lockgate.core.admission import Admission
 from lockgate.core.cooldown import Breaker
 from lockgate.core.errors import CoolingDown, NotFound
 from lockgate.core.strategies import STRATEGIES
@@ -23,9 +24,13 @@ class Deployment:
     breaker: Breaker
     first_token_timeout: float | None = None
     idle_timeout: float | None = None
+    admission: Admission = field(default_factory=Admission)
     price: float = float("inf")  # input + output USD per million tokens, for `cost` routing
     in_flight: int = 0
     latency_ewma: float | None = None  # seconds to the answer (the first chunk, for streams)
+
+    def typical_latency(self) -> float:
+        return self.latency_ewma if self.latency_ewma is not None else 1.0
 
     def observe_latency(self, seconds: float, alpha: float = 0.2) -> None:
         ewma = self.latency_ewma

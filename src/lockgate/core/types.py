@@ -44,6 +44,16 @@ def _int(value: Any) -> int:
 
 
 @dataclass(slots=True)
+class RateLimitInfo:
+    """What a provider advertised about its limits on one response (None: not said)."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+
+
+@dataclass(slots=True)
 class ChatRequest:
     body: JSON
     model: str
@@ -107,6 +117,9 @@ class RequestContext:
     attempts: int = 0
     retries: int = 0
     fallback: bool = False  # served (or last tried) by a fallback model group
+    priority: int = 0  # higher waits less in an upstream admission queue
+    max_wait: float | None = None  # longest wait in an admission queue (None: the default)
+    deadline: float | None = None  # perf_counter time the answer is no longer wanted
     outcome: str = "ok"  # an error kind when the request failed after its response started
 
     def served_by(self, group: str, deployment: str, provider: str) -> None:

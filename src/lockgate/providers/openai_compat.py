@@ -20,6 +20,7 @@ from lockgate.providers.errors import error_from_exception, error_from_payload, 
 from lockgate.providers.http import HttpPool
 from lockgate.providers.keys import KeyPool
 from lockgate.providers.profiles import Profile
+from lockgate.providers.ratelimits import LimitsSeen, openai_limits
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
@@ -32,6 +33,7 @@ class OpenAICompatible:
         api_base: str,
         api_key: str | None,
         key_pool: KeyPool | None = None,
+        on_limits: LimitsSeen | None = None,
         http: HttpPool,
         timeout: float,
         connect_timeout: float,
@@ -54,6 +56,7 @@ class OpenAICompatible:
         if api_key:
             self._headers[profile.auth_header] = profile.auth_prefix + api_key
         self._pool = key_pool
+        self._on_limits = on_limits
         self._secrets = [api_key] if api_key else (key_pool.keys if key_pool else [])
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._http = http
@@ -69,6 +72,10 @@ class OpenAICompatible:
     def _error(self, status: int, raw: bytes, headers: Any, key: str | None) -> GatewayError:
         err = error_from_response(status, raw, headers, secrets=self._secrets)
         return self._pool.failed(key, err) if self._pool is not None and key else err
+
+    def _saw_limits(self, headers: Any) -> None:
+        if self._on_limits is not None and (info := openai_limits(headers)) is not None:
+            self._on_limits(info)
 
     def _session(self) -> aiohttp.ClientSession:
         return self._http.session(self._base, max_connections=self._max_connections)
@@ -98,6 +105,7 @@ class OpenAICompatible:
                 url, data=orjson.dumps(payload), headers=headers, timeout=self._timeout
             ) as resp:
                 raw = await resp.read()
+                self._saw_limits(resp.headers)
                 if resp.status >= 400:
                     raise self._error(resp.status, raw, resp.headers, key)
                 return raw
@@ -124,6 +132,7 @@ class OpenAICompatible:
         except _TRANSPORT_ERRORS as exc:
             raise error_from_exception(exc) from exc
         completed = False
+        self._saw_limits(resp.headers)
         try:
             if resp.status >= 400:
                 raw = await resp.read()

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from lockgate.providers.keys import KeyEvent, KeyPool
 from lockgate.providers.profiles import PROFILES
+from lockgate.providers.ratelimits import LimitsSeen
 
 if TYPE_CHECKING:
     from lockgate.config.schema import DeploymentConfig
@@ -18,7 +19,12 @@ def provider_names() -> frozenset[str]:
 
 
 def create_provider(
-    cfg: DeploymentConfig, http: HttpPool, *, deployment: str, on_key_event: KeyEvent
+    cfg: DeploymentConfig,
+    http: HttpPool,
+    *,
+    deployment: str,
+    on_key_event: KeyEvent,
+    on_limits: LimitsSeen,
 ) -> Provider:
     from lockgate.providers.openai_compat import OpenAICompatible
 
@@ -28,6 +34,7 @@ def create_provider(
         profile=profile,
         api_base=str(cfg.api_base) if cfg.api_base is not None else profile.api_base,
         api_key=keys[0] if len(keys) == 1 else None,
+        on_limits=on_limits,
         key_pool=(
             KeyPool(keys, deployment=deployment, on_event=on_key_event) if len(keys) > 1 else None
         ),

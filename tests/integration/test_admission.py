@@ -1,0 +1,127 @@
+"""Upstream admission control: queue instead of collecting 429s; priority; max wait;
+deadlines. Observed at the upstream."""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+import pytest
+
+from tests.conftest import HELLO, GatewayFactory, SimFactory, chats, dep
+
+
+def _ask(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+async def test_concurrency_limit_queues_instead_of_overloading(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    sim = await make_sim(latency="300ms")
+    gw = await make_gateway(
+        [{"name": "m", "deployments": [{**dep(sim, "a"), "max_concurrency": 2}]}]
+    )
+    async with gw.client() as client:
+        replies = await asyncio.gather(
+            *(client.chat.completions.create(model="m", messages=HELLO) for _ in range(6))
+        )
+    assert all(r.choices[0].message.content for r in replies)
+    arrivals = sorted(r.time for r in sim.requests)
+    # Two at a time: the third and fifth calls left only as earlier ones finished.
+    assert arrivals[2] - arrivals[0] >= 0.25
+    assert arrivals[4] - arrivals[0] >= 0.55
+
+
+async def test_higher_priority_leaves_the_queue_first(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    sim = await make_sim(latency="200ms")
+    gw = await make_gateway(
+        [{"name": "m", "deployments": [{**dep(sim, "a"), "max_concurrency": 1}]}]
+    )
+    async with gw.client() as client:
+
+        async def ask(text: str, priority: int, after: float) -> None:
+            await asyncio.sleep(after)
+            await client.chat.completions.create(
+                model="m",
+                messages=_ask(text),
+                extra_headers={"x-lockgate-priority": str(priority)},
+            )
+
+        await asyncio.gather(ask("first", 0, 0), ask("low", 0, 0.05), ask("high", 9, 0.1))
+    order = [r.body["messages"][0]["content"] for r in sim.requests]
+    assert order == ["first", "high", "low"]
+
+
+async def test_wait_beyond_max_wait_is_a_429_without_a_call(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    sim = await make_sim(latency="1000ms")
+    gw = await make_gateway(
+        [{"name": "m", "deployments": [{**dep(sim, "a"), "max_concurrency": 1}]}]
+    )
+    async with gw.client() as client:
+        busy = asyncio.ensure_future(client.chat.completions.create(model="m", messages=HELLO))
+        await asyncio.sleep(0.1)
+        with pytest.raises(openai.RateLimitError) as info:
+            await client.chat.completions.create(
+                model="m", messages=HELLO, extra_headers={"x-lockgate-max-wait": "0.2"}
+            )
+        await busy
+    assert isinstance(info.value.body, dict)
+    assert info.value.body["code"] == "upstream_capacity_exceeded"
+    assert int(info.value.response.headers["retry-after"]) >= 1
+    assert chats(sim) == 1
+
+
+async def test_full_queue_falls_back(make_gateway: GatewayFactory, make_sim: SimFactory) -> None:
+    sim, backup = await make_sim(latency="1000ms"), await make_sim()
+    gw = await make_gateway(
+        [
+            {
+                "name": "m",
+                "deployments": [{**dep(sim, "a"), "max_concurrency": 1}],
+                "fallbacks": ["n"],
+            },
+            {"name": "n", "deployments": [dep(backup, "b")]},
+        ]
+    )
+    async with gw.client() as client:
+        busy = asyncio.ensure_future(client.chat.completions.create(model="m", messages=HELLO))
+        await asyncio.sleep(0.1)
+        raw = await client.chat.completions.with_raw_response.create(
+            model="m", messages=HELLO, extra_headers={"x-lockgate-max-wait": "0.1"}
+        )
+        await busy
+    assert raw.headers["x-lockgate-model-group"] == "n"
+    assert (chats(sim), chats(backup)) == (1, 1)
+
+
+async def test_no_retry_past_the_deadline(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    limited = await make_sim(error_rates={429: 1.0})  # each 429 asks for 1 s
+    gw = await make_gateway([{"name": "m", "deployments": [dep(limited, "a")]}])
+    async with gw.client() as client:
+        with pytest.raises(openai.RateLimitError):
+            await client.chat.completions.create(
+                model="m", messages=HELLO, extra_headers={"x-lockgate-timeout": "0.5"}
+            )
+    assert chats(limited) == 1  # waiting 1 s to retry would pass the 0.5 s deadline
+
+
+async def test_bad_control_header_is_400(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    sim = await make_sim()
+    gw = await make_gateway([{"name": "m", "deployments": [dep(sim, "a")]}])
+    async with gw.client() as client:
+        with pytest.raises(openai.BadRequestError) as info:
+            await client.chat.completions.create(
+                model="m", messages=HELLO, extra_headers={"x-lockgate-max-wait": "soon"}
+            )
+    assert isinstance(info.value.body, dict)
+    assert info.value.body["param"] == "x-lockgate-max-wait"
+    assert chats(sim) == 0
