@@ -64,6 +64,7 @@ def build_router(
                 deployments,
                 retries=model.retries,
                 strategy=model.strategy,
+                coalesce=model.coalesce,
                 fallbacks=tuple(model.fallbacks),
                 context_window_fallbacks=tuple(model.context_window_fallbacks),
                 content_policy_fallbacks=tuple(model.content_policy_fallbacks),
@@ -81,16 +82,16 @@ def build_app(config: Config) -> web.Application:
     http = HttpPool()
     metrics = Metrics()
     master = server.master_key.get_secret_value() if server.master_key else None
+    tasks = TaskTracker()
     pipeline = Pipeline(
         router=build_router(config.models, http, config.cooldown, metrics),
+        tasks=tasks,
         auth=Authenticator(master),
         metrics=metrics,
         retry=config.retry,
         max_wait=config.admission.max_wait,
     )
-    state = GatewayState(
-        config=config, pipeline=pipeline, metrics=metrics, tasks=TaskTracker(), http=http
-    )
+    state = GatewayState(config=config, pipeline=pipeline, metrics=metrics, tasks=tasks, http=http)
     app[STATE] = state
     openai_routes.add_routes(app)
     ops_routes.add_routes(app)

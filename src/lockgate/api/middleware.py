@@ -53,6 +53,12 @@ def _controls(request: web.Request, ctx: RequestContext) -> None:
             ) from None
     if (value := headers.get("x-lockgate-max-wait")) is not None:
         ctx.max_wait = _seconds(value, "x-lockgate-max-wait")
+    if (value := headers.get("x-lockgate-coalesce")) is not None:
+        if value not in ("on", "off"):
+            raise BadRequest(
+                "Header x-lockgate-coalesce must be 'on' or 'off'.", param="x-lockgate-coalesce"
+            )
+        ctx.coalesce = value == "on"
     if (value := headers.get("x-lockgate-timeout")) is not None:
         ctx.deadline = ctx.started + _seconds(value, "x-lockgate-timeout")
 

@@ -113,6 +113,9 @@ class ModelConfig(Strict):
     deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
     retries: Annotated[int, Field(ge=0, le=10)] | None = None
     strategy: Literal["weighted", "least-busy", "latency", "cost", "ordered"] = "weighted"
+    # Identical concurrent requests share one upstream call: only deterministic ones
+    # (temperature 0), all of them, or none. A request may say so itself (x-lockgate-coalesce).
+    coalesce: Literal["deterministic", "always", "off"] = "deterministic"
     fallbacks: list[str] = Field(default_factory=list)
     context_window_fallbacks: list[str] = Field(default_factory=list)
     content_policy_fallbacks: list[str] = Field(default_factory=list)

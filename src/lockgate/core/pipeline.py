@@ -20,6 +20,7 @@ from lockgate.core.errors import AllAttemptsFailed, GatewayError
 from lockgate.core.fallback import FallbackChain
 from lockgate.core.retry import Failures, Retrier, RetryBudget
 from lockgate.core.router import Deployment, Router
+from lockgate.core.tasks import TaskTracker
 from lockgate.core.timeouts import first_chunk, with_idle_timeout
 from lockgate.core.types import (
     JSON,
@@ -32,6 +33,7 @@ from lockgate.core.types import (
     RequestContext,
     Usage,
 )
+from lockgate.features.coalesce import Broadcast, Coalescer, coalesce_key
 from lockgate.features.metrics import Metrics
 
 T = TypeVar("T")
@@ -46,12 +48,15 @@ class Pipeline:
         router: Router,
         auth: Authenticator,
         metrics: Metrics,
+        tasks: TaskTracker,
         retry: RetryConfig | None = None,
         max_wait: float = 30.0,
     ) -> None:
         self.router = router
         self.auth = auth
         self.metrics = metrics
+        self.tasks = tasks
+        self.coalescer = Coalescer(tasks)
         cfg = retry or RetryConfig()
         budget = RetryBudget(cfg.budget_ratio, cfg.budget_window, cfg.budget_min_retries)
         self.retrier = Retrier(cfg, budget, random.Random(), max_wait=max_wait)
@@ -67,7 +72,17 @@ class Pipeline:
         async def call(dep: Deployment, model: str) -> ChatResponse:
             return await self._timed(ctx, dep, dep.adapter.chat(req.body, model))
 
-        return await self._execute(ctx, req.model, req.fallbacks, call, _estimate(req.body))
+        async def answer() -> tuple[ChatResponse, RequestContext]:
+            result = await self._execute(ctx, req.model, req.fallbacks, call, _estimate(req.body))
+            return result, ctx
+
+        key = self._coalesce_key(req, ctx)
+        if key is None:
+            return (await answer())[0]
+        (result, leader), joined = await self.coalescer.share(key, answer)
+        if joined:
+            self._followed(ctx, leader)
+        return result
 
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> EmbeddingResponse:
         self.authenticate(ctx)
@@ -82,6 +97,22 @@ class Pipeline:
         first byte can still be retried or fall back, and otherwise reaches the client as
         an ordinary error response."""
         self.authenticate(ctx)
+        key = self._coalesce_key(req, ctx)
+        if key is None:
+            return await self._open_stream(req, ctx)
+
+        async def broadcast() -> tuple[Broadcast, RequestContext]:
+            return Broadcast(await self._open_stream(req, ctx), self.tasks, key), ctx
+
+        async def until_done(shared: tuple[Broadcast, RequestContext]) -> None:
+            await shared[0].finished()
+
+        (stream, leader), joined = await self.coalescer.share(key, broadcast, until_done)
+        if joined:
+            self._followed(ctx, leader)
+        return stream.subscribe()
+
+    async def _open_stream(self, req: ChatRequest, ctx: RequestContext) -> ChunkStream:
         opened: dict[str, tuple[Deployment, float]] = {}
 
         async def call(dep: Deployment, model: str) -> Opened:
@@ -105,6 +136,22 @@ class Pipeline:
         )
         dep, started = opened["it"]
         return self._relay(ctx, dep, first, upstream, started)
+
+    def _coalesce_key(self, req: ChatRequest, ctx: RequestContext) -> str | None:
+        """The key identical concurrent requests share, or None when this one must not
+        share: the request said so, or the model allows deterministic requests only."""
+        if ctx.coalesce is False:
+            return None
+        if ctx.coalesce is None:
+            mode = self.router.resolve(req.model)[0].coalesce
+            if mode == "off" or (mode == "deterministic" and not _deterministic(req.body)):
+                return None
+        scope = ctx.principal.key_id if ctx.principal is not None else ""
+        return coalesce_key(scope, req.model, req.body, stream=req.stream)
+
+    def _followed(self, ctx: RequestContext, leader: RequestContext) -> None:
+        ctx.follow(leader)
+        self.metrics.coalesced_request(ctx.model_group)
 
     async def _execute(
         self,
@@ -202,3 +249,8 @@ def _estimate(body: JSON) -> Callable[[], int]:
 
 
 DEFAULT_OUTPUT_TOKENS = 512
+
+
+def _deterministic(body: JSON) -> bool:
+    """Temperature 0 and one choice: the same request would get the same answer."""
+    return body.get("temperature") == 0 and body.get("n") in (None, 1)

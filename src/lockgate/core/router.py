@@ -50,6 +50,7 @@ class ModelGroup:
         *,
         retries: int | None = None,
         strategy: str = "weighted",
+        coalesce: str = "deterministic",
         fallbacks: tuple[str, ...] = (),
         context_window_fallbacks: tuple[str, ...] = (),
         content_policy_fallbacks: tuple[str, ...] = (),
@@ -58,6 +59,7 @@ class ModelGroup:
         self.deployments = deployments
         self.retries = retries  # None: the gateway-wide setting
         self.strategy = strategy
+        self.coalesce = coalesce
         self._choose = STRATEGIES[strategy]
         self.fallbacks = fallbacks
         self.context_window_fallbacks = context_window_fallbacks

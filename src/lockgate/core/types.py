@@ -120,6 +120,8 @@ class RequestContext:
     priority: int = 0  # higher waits less in an upstream admission queue
     max_wait: float | None = None  # longest wait in an admission queue (None: the default)
     deadline: float | None = None  # perf_counter time the answer is no longer wanted
+    coalesce: bool | None = None  # the request's own choice (None: the model's setting)
+    coalesced: bool = False  # answered by another identical request's upstream call
     outcome: str = "ok"  # an error kind when the request failed after its response started
 
     def served_by(self, group: str, deployment: str, provider: str) -> None:
@@ -129,6 +131,13 @@ class RequestContext:
         self.deployment = deployment
         self.provider = provider
 
+    def follow(self, leader: RequestContext) -> None:
+        """This request shared ``leader``'s upstream call: it was served by the same."""
+        self.coalesced = True
+        self.served_by(leader.model_group, leader.deployment, leader.provider)
+        self.attempts = leader.attempts
+        self.fallback = leader.fallback
+
     def response_headers(self) -> dict[str, str]:
         headers = {"x-request-id": self.request_id}
         if self.deployment:
@@ -137,4 +146,6 @@ class RequestContext:
             headers["x-lockgate-provider"] = self.provider
             headers["x-lockgate-attempts"] = str(self.attempts)
             headers["x-lockgate-fallback"] = "true" if self.fallback else "false"
+            if self.coalesced:
+                headers["x-lockgate-coalesced"] = "true"
         return headers

@@ -68,6 +68,7 @@ class Metrics:
         self.circuit_transitions: dict[tuple[str, str], int] = {}  # deployment, new state
         self.circuit_state: dict[str, str] = {}  # deployment -> closed/open/half_open
         self.provider_keys: dict[tuple[str, str], int] = {}  # deployment, disabled/rested
+        self.coalesced: dict[str, int] = {}  # model -> requests answered by a shared call
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -84,6 +85,9 @@ class Metrics:
     def fallback(self, origin: str, target: str) -> None:
         key = (origin, target)
         self.fallbacks[key] = self.fallbacks.get(key, 0) + 1
+
+    def coalesced_request(self, model: str) -> None:
+        self.coalesced[model] = self.coalesced.get(model, 0) + 1
 
     def provider_key(self, deployment: str, event: str) -> None:
         key = (deployment, event)
@@ -155,6 +159,14 @@ class Metrics:
         for (origin, target), count in self.fallbacks.items():
             fallbacks.add_metric([origin, target], count)
         yield fallbacks
+        coalesced = CounterMetricFamily(
+            "lockgate_coalesced_requests",
+            "Requests answered by another identical request's upstream call.",
+            labels=["model"],
+        )
+        for model, count in self.coalesced.items():
+            coalesced.add_metric([model], count)
+        yield coalesced
         key_events = CounterMetricFamily(
             "lockgate_provider_key_events",
             "Provider keys taken out of rotation (disabled) or rested after a 429.",
