@@ -65,6 +65,7 @@ def build_router(
                 retries=model.retries,
                 strategy=model.strategy,
                 coalesce=model.coalesce,
+                hedge_after=model.hedge_after,
                 fallbacks=tuple(model.fallbacks),
                 context_window_fallbacks=tuple(model.context_window_fallbacks),
                 content_policy_fallbacks=tuple(model.content_policy_fallbacks),

@@ -33,3 +33,14 @@ def test_unknown_model_lists_names() -> None:
         Router([_group("a", "a"), _group("b", "b")]).resolve("c")
     assert "Available: a, b" in info.value.message
     assert info.value.param == "model"
+
+
+def test_hedge_delay_from_p95_once_there_are_samples() -> None:
+    a, b = _group("a", "a").deployments[0], _group("b", "b").deployments[0]
+    group = ModelGroup("m", [a, b], hedge_after="p95")
+    assert group.hedge_delay() is None  # nothing observed yet
+    for ms in range(1, 101):
+        group.observe_latency(ms / 1000)
+    assert group.hedge_delay() == 0.096
+    assert ModelGroup("m", [a, b], hedge_after=0.25).hedge_delay() == 0.25
+    assert ModelGroup("m", [a], hedge_after=0.25).hedge_delay() is None  # nothing to race

@@ -116,6 +116,9 @@ class ModelConfig(Strict):
     # Identical concurrent requests share one upstream call: only deterministic ones
     # (temperature 0), all of them, or none. A request may say so itself (x-lockgate-coalesce).
     coalesce: Literal["deterministic", "always", "off"] = "deterministic"
+    # Hedging: seconds without an answer (the first token, for streams) before a second
+    # request races the first on another deployment, or "p95" of the group's recent answers.
+    hedge_after: Annotated[float, Field(gt=0)] | Literal["p95"] | None = None
     fallbacks: list[str] = Field(default_factory=list)
     context_window_fallbacks: list[str] = Field(default_factory=list)
     content_policy_fallbacks: list[str] = Field(default_factory=list)

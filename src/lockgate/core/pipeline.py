@@ -59,7 +59,7 @@ class Pipeline:
         self.coalescer = Coalescer(tasks)
         cfg = retry or RetryConfig()
         budget = RetryBudget(cfg.budget_ratio, cfg.budget_window, cfg.budget_min_retries)
-        self.retrier = Retrier(cfg, budget, random.Random(), max_wait=max_wait)
+        self.retrier = Retrier(cfg, budget, random.Random(), tasks, max_wait=max_wait)
 
     def authenticate(self, ctx: RequestContext) -> None:
         """Idempotent, so the edge may authenticate before it reads a large body."""
@@ -131,8 +131,11 @@ class Pipeline:
             opened["it"] = (dep, started)
             return first, upstream
 
+        async def discard(lost: Opened) -> None:
+            await lost[1].aclose()  # a stream that lost a hedging race
+
         first, upstream = await self._execute(
-            ctx, req.model, req.fallbacks, call, _estimate(req.body)
+            ctx, req.model, req.fallbacks, call, _estimate(req.body), discard
         )
         dep, started = opened["it"]
         return self._relay(ctx, dep, first, upstream, started)
@@ -160,6 +163,7 @@ class Pipeline:
         fallbacks: tuple[str, ...] | None,
         call: Callable[[Deployment, str], Awaitable[T]],
         tokens: Callable[[], int],
+        discard: Callable[[T], Awaitable[None]] | None = None,
     ) -> T:
         """Route, then walk the model group and its fallbacks until an attempt succeeds."""
         group, matched = self.router.resolve(model)
@@ -170,7 +174,7 @@ class Pipeline:
         chain: FallbackChain | None = None  # built on the first failure: success pays nothing
         while True:
             try:
-                return await self.retrier.run(ctx, group, matched, call, failures, tokens)
+                return await self.retrier.run(ctx, group, matched, call, failures, tokens, discard)
             except GatewayError as exc:
                 if chain is None:
                     chain = FallbackChain(self.router, group, fallbacks)

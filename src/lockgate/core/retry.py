@@ -15,12 +15,15 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TypeVar
 
 from lockgate.config.schema import RetryConfig
 from lockgate.core.admission import QueueFull
 from lockgate.core.errors import CoolingDown, GatewayError, RateLimited
+from lockgate.core.hedge import hedged
 from lockgate.core.router import Deployment, ModelGroup
+from lockgate.core.tasks import TaskTracker
 from lockgate.core.types import RequestContext
 
 T = TypeVar("T")
@@ -86,9 +89,11 @@ class Retrier:
         config: RetryConfig,
         budget: RetryBudget,
         rng: random.Random,
+        tasks: TaskTracker,
         max_wait: float = 30.0,
     ) -> None:
         self.config = config
+        self.tasks = tasks
         self.max_wait = max_wait  # default longest admission-queue wait
         self.budget = budget
         self._rng = rng
@@ -101,9 +106,11 @@ class Retrier:
         call: Call[T],
         failures: Failures,
         tokens: Callable[[], int] = lambda: 0,
+        discard: Callable[[T], Awaitable[None]] | None = None,
     ) -> T:
         """Call ``group`` until an attempt succeeds; raise the last error when retrying is
-        over (not retryable, attempts or budget spent, or a wait that is too long)."""
+        over (not retryable, attempts or budget spent, or a wait that is too long).
+        ``discard`` disposes of a result that lost a hedging race (a stream to close)."""
         cfg = self.config
         attempts = 1 + (group.retries if group.retries is not None else cfg.retries)
         failed: set[str] = set()
@@ -112,46 +119,116 @@ class Retrier:
         except CoolingDown as exc:
             failures.append((group.name, exc))
             raise
+
+        def attempt_on(target: Deployment) -> Awaitable[T]:
+            return self._attempt(ctx, group, target, matched, call, failures, failed)
+
         for attempt in range(attempts):
-            while not dep.admission.try_acquire(need := _tokens(dep, tokens)):
-                try:
-                    await dep.admission.wait(ctx.priority, need, self._max_wait(ctx))
-                    break
-                except QueueFull as exc:
-                    dep.breaker.release()
-                    failures.append((f"{group.name} via {dep.id}", exc))
-                    failed.add(dep.id)
-                    dep = self._fresh(group, frozenset(failed), exc)  # never wait for it
-            ctx.served_by(group.name, dep.id, dep.provider)
-            dep.in_flight += 1
-            started = time.perf_counter()
+            dep = await self._admit(ctx, group, dep, tokens, failures, failed)
             try:
-                result = await call(dep, dep.upstream_model(matched))
+                delay = group.hedge_delay()
+                if delay is None:
+                    return await attempt_on(dep)
+                return await hedged(
+                    attempt_on(dep),
+                    delay,
+                    partial(self._second, ctx, group, dep, tokens, failed, attempt_on),
+                    discard,
+                    self.tasks,
+                )
             except GatewayError as exc:
-                dep.in_flight -= 1
-                dep.admission.release()
-                if isinstance(exc, RateLimited):
-                    dep.admission.rate_limited(exc.retry_after)
-                dep.breaker.failure(exc)
-                failures.append((f"{group.name} via {dep.id}", exc))
-                failed.add(dep.id)
                 if not exc.retryable or attempt + 1 >= attempts:
                     raise
                 dep = await self._wait_for_next(ctx, group, exc, attempt, frozenset(failed))
                 ctx.retries += 1
-            except BaseException:
-                dep.in_flight -= 1
-                dep.admission.release()
-                dep.breaker.release()  # cancelled: a half-open probe must not stay taken
-                raise
-            else:
-                dep.in_flight -= 1
-                dep.admission.release()
-                dep.admission.succeeded()
-                dep.observe_latency(time.perf_counter() - started)
-                dep.breaker.success()
-                return result
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _admit(
+        self,
+        ctx: RequestContext,
+        group: ModelGroup,
+        dep: Deployment,
+        tokens: Callable[[], int],
+        failures: Failures,
+        failed: set[str],
+    ) -> Deployment:
+        """Wait for the deployment's capacity; one that cannot take the request in time is
+        swapped for a deployment that has not failed, or its QueueFull is raised."""
+        while not dep.admission.try_acquire(need := _tokens(dep, tokens)):
+            try:
+                await dep.admission.wait(ctx.priority, need, self._max_wait(ctx))
+                return dep
+            except QueueFull as exc:
+                dep.breaker.release()
+                failures.append((f"{group.name} via {dep.id}", exc))
+                failed.add(dep.id)
+                dep = self._fresh(group, frozenset(failed), exc)  # never wait for it
+        return dep
+
+    async def _attempt(
+        self,
+        ctx: RequestContext,
+        group: ModelGroup,
+        dep: Deployment,
+        matched: str,
+        call: Call[T],
+        failures: Failures,
+        failed: set[str],
+    ) -> T:
+        """One upstream call on an admitted deployment, and what it teaches: admission,
+        breaker, latency, the request's record of failures."""
+        ctx.served_by(group.name, dep.id, dep.provider)
+        dep.in_flight += 1
+        started = time.perf_counter()
+        try:
+            result = await call(dep, dep.upstream_model(matched))
+        except GatewayError as exc:
+            if isinstance(exc, RateLimited):
+                dep.admission.rate_limited(exc.retry_after)
+            dep.breaker.failure(exc)
+            failures.append((f"{group.name} via {dep.id}", exc))
+            failed.add(dep.id)
+            raise
+        except BaseException:
+            dep.breaker.release()  # cancelled: a half-open probe must not stay taken
+            raise
+        finally:
+            dep.in_flight -= 1
+            dep.admission.release()
+        dep.admission.succeeded()
+        seconds = time.perf_counter() - started
+        dep.observe_latency(seconds)
+        group.observe_latency(seconds)
+        dep.breaker.success()
+        ctx.stamp(group.name, dep.id, dep.provider)  # the winner, when attempts raced
+        return result
+
+    def _second(
+        self,
+        ctx: RequestContext,
+        group: ModelGroup,
+        first: Deployment,
+        tokens: Callable[[], int],
+        failed: set[str],
+        attempt_on: Callable[[Deployment], Awaitable[T]],
+    ) -> Awaitable[T] | None:
+        """A hedge on another deployment with capacity now, if the retry budget allows."""
+        try:
+            other = group.pick(avoid=frozenset(failed | {first.id}))
+        except CoolingDown:
+            return None
+        if other.id == first.id or other.id in failed:
+            other.breaker.release()
+            return None
+        if not other.admission.try_acquire(_tokens(other, tokens)):
+            other.breaker.release()
+            return None
+        if not self.budget.try_spend():
+            other.admission.release()
+            other.breaker.release()
+            return None
+        ctx.hedged = True
+        return attempt_on(other)
 
     def _max_wait(self, ctx: RequestContext) -> float:
         wait = ctx.max_wait if ctx.max_wait is not None else self.max_wait

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,10 @@ class Deployment:
         return self.model.replace("*", matched) if matched else self.model
 
 
+LATENCY_SAMPLES = 200  # recent answers a group keeps for its p95
+MIN_SAMPLES = 20
+
+
 class ModelGroup:
     """Deployments serving one model name. A name ending in `*` serves every name it prefixes."""
 
@@ -51,6 +56,7 @@ class ModelGroup:
         retries: int | None = None,
         strategy: str = "weighted",
         coalesce: str = "deterministic",
+        hedge_after: float | str | None = None,
         fallbacks: tuple[str, ...] = (),
         context_window_fallbacks: tuple[str, ...] = (),
         content_policy_fallbacks: tuple[str, ...] = (),
@@ -60,6 +66,8 @@ class ModelGroup:
         self.retries = retries  # None: the gateway-wide setting
         self.strategy = strategy
         self.coalesce = coalesce
+        self.hedge_after = hedge_after  # seconds, "p95" of recent answers, or None (off)
+        self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._choose = STRATEGIES[strategy]
         self.fallbacks = fallbacks
         self.context_window_fallbacks = context_window_fallbacks
@@ -82,6 +90,21 @@ class ModelGroup:
             dep = self._choose(pool or ready)
         dep.breaker.acquire()
         return dep
+
+    def observe_latency(self, seconds: float) -> None:
+        if self.hedge_after == "p95":
+            self._latencies.append(seconds)
+
+    def hedge_delay(self) -> float | None:
+        """How long the first attempt may go unanswered before a hedge starts."""
+        if self.hedge_after is None or len(self.deployments) < 2:
+            return None
+        if isinstance(self.hedge_after, float | int):
+            return float(self.hedge_after)
+        if len(self._latencies) < MIN_SAMPLES:
+            return None  # no p95 to go by yet
+        ordered = sorted(self._latencies)
+        return ordered[int(len(ordered) * 0.95)]
 
     def _cooling_down(self) -> CoolingDown:
         wait = min(d.breaker.retry_in() for d in self.deployments)

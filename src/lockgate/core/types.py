@@ -122,11 +122,15 @@ class RequestContext:
     deadline: float | None = None  # perf_counter time the answer is no longer wanted
     coalesce: bool | None = None  # the request's own choice (None: the model's setting)
     coalesced: bool = False  # answered by another identical request's upstream call
+    hedged: bool = False  # a second attempt raced the first
     outcome: str = "ok"  # an error kind when the request failed after its response started
 
     def served_by(self, group: str, deployment: str, provider: str) -> None:
         """Record the attempt about to be made; the last one is what the headers show."""
         self.attempts += 1
+        self.stamp(group, deployment, provider)
+
+    def stamp(self, group: str, deployment: str, provider: str) -> None:
         self.model_group = group
         self.deployment = deployment
         self.provider = provider
@@ -148,4 +152,6 @@ class RequestContext:
             headers["x-lockgate-fallback"] = "true" if self.fallback else "false"
             if self.coalesced:
                 headers["x-lockgate-coalesced"] = "true"
+            if self.hedged:
+                headers["x-lockgate-hedged"] = "true"
         return headers
