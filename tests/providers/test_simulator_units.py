@@ -150,3 +150,19 @@ def test_content_helpers() -> None:
     assert placeholder(schema, required_only=True) == {"kind": "a", "n": 3, "nested": {}}
     full = placeholder(schema)
     assert full["nested"] == {"ok": True} and full["opt"] == "simulated"
+
+
+def test_burst_seconds_makes_the_limit_steady() -> None:
+    from lockgate.providers.simulator.faults import RateLimiter
+
+    limiter = RateLimiter()
+    admitted = 0
+    for _ in range(100):
+        try:
+            limiter.admit(1000.0, 1200, None, 0, "m", burst_s=1.0)
+            admitted += 1
+        except Exception:
+            break
+    assert admitted == 20  # one second's worth of a 1200 rpm limit
+    headers = limiter.admit(1000.5, 1200, None, 0, "m", burst_s=1.0)
+    assert headers["x-ratelimit-limit-requests"] == "1200"

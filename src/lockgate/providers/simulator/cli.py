@@ -65,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--stream-chunks", type=int, help="content chunks per stream (default: one per token)")
     add("--rpm", type=int, help="requests per minute before 429")
     add("--tpm", type=int, help="tokens per minute before 429")
+    add("--burst-seconds", type=float,
+        help="seconds of budget the rate buckets hold (default 60: a minute at once)")  # fmt: skip
     add("--error-rate", type=_error_rate, action="append", metavar="STATUS=P",
         help="inject an error status with probability P (repeatable), e.g. 500=0.02")  # fmt: skip
     add("--outage", type=_outage, action="append", metavar="START:SECONDS",

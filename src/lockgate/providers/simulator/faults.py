@@ -37,14 +37,16 @@ def retry_headers(wait_s: float) -> dict[str, str]:
 
 
 class _Bucket:
-    """A token bucket holding one minute's budget, refilled continuously."""
+    """A token bucket for a per-minute ``limit``, refilled continuously, holding
+    ``burst_s`` seconds of budget (a whole minute's by default)."""
 
-    __slots__ = ("capacity", "level", "rate", "stamp")
+    __slots__ = ("capacity", "level", "limit", "rate", "stamp")
 
-    def __init__(self, capacity: int, now: float) -> None:
-        self.capacity = capacity
-        self.level = float(capacity)
-        self.rate = capacity / WINDOW_S
+    def __init__(self, limit: int, now: float, burst_s: float = WINDOW_S) -> None:
+        self.limit = limit
+        self.rate = limit / WINDOW_S
+        self.capacity = max(1, round(limit * burst_s / WINDOW_S))
+        self.level = float(self.capacity)
         self.stamp = now
 
     def refill(self, now: float) -> None:
@@ -60,7 +62,7 @@ class _Bucket:
         return (self.capacity - self.level) / self.rate
 
     def headers(self, kind: str, out: dict[str, str]) -> None:
-        out[f"x-ratelimit-limit-{kind}"] = str(self.capacity)
+        out[f"x-ratelimit-limit-{kind}"] = str(self.limit)
         out[f"x-ratelimit-remaining-{kind}"] = str(max(0, int(self.level)))
         out[f"x-ratelimit-reset-{kind}"] = go_duration(self.until_full())
 
@@ -80,16 +82,24 @@ class RateLimiter:
         self._requests = None
         self._tokens = None
 
-    def _bucket(self, current: _Bucket | None, limit: int | None, now: float) -> _Bucket | None:
+    def _bucket(
+        self, current: _Bucket | None, limit: int | None, now: float, burst_s: float
+    ) -> _Bucket | None:
         if limit is None:
             return None
-        if current is None or current.capacity != limit:
-            return _Bucket(limit, now)
+        if current is None or current.limit != limit:
+            return _Bucket(limit, now, burst_s)
         current.refill(now)
         return current
 
     def admit(
-        self, now: float, rpm: int | None, tpm: int | None, tokens: int, model: str
+        self,
+        now: float,
+        rpm: int | None,
+        tpm: int | None,
+        tokens: int,
+        model: str,
+        burst_s: float = WINDOW_S,
     ) -> dict[str, str]:
         """Spend one request and ``tokens`` tokens, returning the ``x-ratelimit-*`` headers;
         raise a 429 `SimulatedError` (nothing spent) when either budget is short."""
@@ -97,19 +107,19 @@ class RateLimiter:
             if self._requests is not None or self._tokens is not None:
                 self.reset()
             return {}
-        requests = self._requests = self._bucket(self._requests, rpm, now)
-        bucket = self._tokens = self._bucket(self._tokens, tpm, now)
+        requests = self._requests = self._bucket(self._requests, rpm, now, burst_s)
+        bucket = self._tokens = self._bucket(self._tokens, tpm, now, burst_s)
         headers: dict[str, str] = {}
         failure: SimulatedError | None = None
         wait = 0.0
         if requests is not None and requests.level < 1.0:
             wait = requests.wait_for(1.0)
-            used = requests.capacity - int(requests.level)
-            failure = rate_limited(model, "requests", requests.capacity, used, 1, wait)
+            used = requests.limit - int(requests.level)
+            failure = rate_limited(model, "requests", requests.limit, used, 1, wait)
         elif bucket is not None and (bucket.level < tokens or tokens > bucket.capacity):
             wait = bucket.wait_for(tokens) if tokens <= bucket.capacity else bucket.until_full()
-            used = bucket.capacity - int(bucket.level)
-            failure = rate_limited(model, "tokens", bucket.capacity, used, tokens, wait)
+            used = bucket.limit - int(bucket.level)
+            failure = rate_limited(model, "tokens", bucket.limit, used, tokens, wait)
         else:
             if requests is not None:
                 requests.level -= 1.0

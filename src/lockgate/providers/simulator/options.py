@@ -159,6 +159,9 @@ class SimulatorOptions(BaseModel):
     """Content chunks per stream; ``None`` means one chunk per token."""
     rpm: Annotated[int, Field(gt=0)] | None = None
     tpm: Annotated[int, Field(gt=0)] | None = None
+    # Seconds of budget the rate-limit buckets hold: 60 lets a minute's worth through at
+    # once (OpenAI's behaviour); 1 makes "1200 rpm" a steady 20 requests a second.
+    burst_seconds: Annotated[float, Field(gt=0, le=60)] = 60.0
     error_rates: dict[int, Probability] = Field(default_factory=dict)
     """HTTP status -> probability that a request fails with it, e.g. ``{500: 0.02}``."""
     outages: list[tuple[float, float]] = Field(default_factory=list)

@@ -268,7 +268,9 @@ class Simulator:
     def _admit(self, model: str, tokens: int) -> tuple[SimulatorOptions, dict[str, str]]:
         """Rate limits, then injected errors; returns the options and rate-limit headers."""
         opts = self._options
-        headers = self._limiter.admit(time.monotonic(), opts.rpm, opts.tpm, tokens, model)
+        headers = self._limiter.admit(
+            time.monotonic(), opts.rpm, opts.tpm, tokens, model, opts.burst_seconds
+        )
         status = pick_error(self._rng, opts.error_rates)
         if status is not None:
             failure = errors.injected(status)
