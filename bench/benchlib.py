@@ -434,3 +434,20 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
     return f"{os.cpu_count()} CPUs"
+
+
+def write_section(path: Path, name: str, text: str) -> None:
+    """Replace the section `name` of a results file (between its markers), or append it,
+    leaving the other benchmarks' sections as they were."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{text.rstrip()}\n{end}\n"
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if start in old and end in old:
+        head, rest = old.split(start, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
+        new = head + block + ("\n" + tail if tail else "")
+    elif old.strip():
+        new = old.rstrip() + "\n\n" + block
+    else:
+        new = block
+    path.write_text(new, encoding="utf-8")

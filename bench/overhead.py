@@ -816,7 +816,7 @@ def main() -> int:
         run(args, report)
     print_checks(report)
     if not args.no_write:
-        args.output.write_text(render(report))
+        benchlib.write_section(args.output, "overhead", render(report))
         log(f"\nwritten to {args.output}")
     return 0
 

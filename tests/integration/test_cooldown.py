@@ -95,6 +95,7 @@ async def test_half_open_probe_closes_the_circuit(
     gw = await make_gateway(
         [{"name": "m", "deployments": [dep(flaky, "a")], "retries": 0}],
         cooldown={"consecutive_failures": 1, "cooldown": 0.3},
+        retry={"max_cooldown_wait": 0},  # fail fast while it cools down
     )
     async with gw.client() as client:
         with pytest.raises(openai.InternalServerError):
@@ -107,4 +108,24 @@ async def test_half_open_probe_closes_the_circuit(
         assert reply.choices[0].message.content
     transitions = gw.state.metrics.circuit_transitions
     assert transitions == {("a", "open"): 1, ("a", "half_open"): 1, ("a", "closed"): 1}
+    assert chats(flaky) == 2
+
+
+async def test_a_brief_cooldown_is_waited_out(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    flaky = await make_sim(error_rates={500: 1.0})
+    gw = await make_gateway(
+        [{"name": "m", "deployments": [dep(flaky, "a")], "retries": 0}],
+        cooldown={"consecutive_failures": 1, "cooldown": 0.3},
+    )
+    async with gw.client() as client:
+        with pytest.raises(openai.InternalServerError):
+            await client.chat.completions.create(model="m", messages=HELLO)
+        flaky.options = SimulatorOptions(api_key=PROVIDER_KEY)
+        started = asyncio.get_running_loop().time()
+        reply = await client.chat.completions.create(model="m", messages=HELLO)
+        waited = asyncio.get_running_loop().time() - started
+    assert reply.choices[0].message.content
+    assert waited >= 0.25  # it waited for the 0.3 s cooldown, then probed
     assert chats(flaky) == 2

@@ -88,6 +88,9 @@ class RetryConfig(Strict):
     backoff_max: Annotated[float, Field(ge=0)] = 8.0
     # A provider asking for a longer wait than this sends the request to its fallbacks.
     max_retry_after: Annotated[float, Field(ge=0)] = 10.0
+    # A group whose every deployment cools down for at most this long (a provider's brief
+    # retry-after) is waited for; a longer cooldown sends the request to its fallbacks.
+    max_cooldown_wait: Annotated[float, Field(ge=0)] = 1.0
     budget_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2  # retries per request, at most
     budget_window: Annotated[float, Field(gt=0)] = 10.0  # seconds the ratio is measured over
     budget_min_retries: Annotated[int, Field(ge=0)] = 10  # per window, so quiet times retry

@@ -30,12 +30,15 @@ class QueueFull(RateLimited):
 
 
 class Bucket:
-    """Refilled continuously at ``limit`` per minute (times ``factor``), up to ``limit``."""
+    """Refilled continuously at ``limit`` per minute (times ``factor``), holding up to
+    ``capacity`` (a minute's worth unless the provider shows it holds less)."""
 
-    def __init__(self, limit: float, now: float) -> None:
+    def __init__(self, limit: float, now: float, capacity: float | None = None) -> None:
         self.limit = limit
+        self.capacity = limit if capacity is None else capacity
         self.factor = 1.0
-        self.level = limit
+        self.level = self.capacity
+        self.learned = False  # sized from what the provider showed, not from config
         self._at = now
 
     @property
@@ -43,12 +46,12 @@ class Bucket:
         return self.limit * self.factor / 60.0
 
     def available(self, now: float) -> float:
-        self.level = min(self.limit, self.level + (now - self._at) * self.rate)
+        self.level = min(self.capacity, self.level + (now - self._at) * self.rate)
         self._at = now
         return self.level
 
     def seconds_until(self, amount: float, now: float) -> float:
-        missing = min(amount, self.limit) - self.available(now)
+        missing = min(amount, self.capacity) - self.available(now)
         return max(missing, 0.0) / self.rate if self.rate > 0 else float("inf")
 
 
@@ -126,7 +129,9 @@ class Admission:
             return False
         if self.requests is not None and self.requests.available(now) < 1:
             return False
-        if self.tokens is not None and self.tokens.available(now) < min(tokens, self.tokens.limit):
+        if self.tokens is not None and self.tokens.available(now) < min(
+            tokens, self.tokens.capacity
+        ):
             return False
         if self.requests is not None:
             self.requests.level -= 1
@@ -199,23 +204,35 @@ class Admission:
     # -- learning ------------------------------------------------------------------------
 
     def observe(self, info: RateLimitInfo) -> None:
-        """Adopt the limits a provider advertised, and its count of what is left."""
+        """Adopt the limits a provider advertised, and its count of what is left.
+
+        A learned bucket holds no more than the most the provider was ever seen to have
+        left: a provider that allows a minute's budget at once shows it, one that allows
+        only a second's worth never does."""
         now = self._clock()
         if info.limit_requests:
-            self.requests = self._adopt(self.requests, info.limit_requests, now)
+            self.requests = self._adopt(
+                self.requests, info.limit_requests, info.remaining_requests, now
+            )
         if info.limit_tokens:
-            self.tokens = self._adopt(self.tokens, info.limit_tokens, now)
+            self.tokens = self._adopt(self.tokens, info.limit_tokens, info.remaining_tokens, now)
         if self.requests is not None and info.remaining_requests is not None:
             self.requests.level = min(self.requests.available(now), info.remaining_requests)
         if self.tokens is not None and info.remaining_tokens is not None:
             self.tokens.level = min(self.tokens.available(now), info.remaining_tokens)
 
-    @staticmethod
-    def _adopt(bucket: Bucket | None, limit: int, now: float) -> Bucket:
+    def _adopt(
+        self, bucket: Bucket | None, limit: int, remaining: int | None, now: float
+    ) -> Bucket:
+        seen = max(float(remaining or 0) + 1.0, 1.0)
         if bucket is None:
-            return Bucket(limit, now)
+            learned = Bucket(limit, now, capacity=min(limit, seen))
+            learned.learned = True
+            return learned
         bucket.available(now)
         bucket.limit = limit
+        if bucket.learned:
+            bucket.capacity = min(limit, max(bucket.capacity, seen))
         return bucket
 
     def rate_limited(self, retry_after: float | None) -> None:

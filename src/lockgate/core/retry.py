@@ -114,11 +114,7 @@ class Retrier:
         cfg = self.config
         attempts = 1 + (group.retries if group.retries is not None else cfg.retries)
         failed: set[str] = set()
-        try:
-            dep = group.pick()
-        except CoolingDown as exc:
-            failures.append((group.name, exc))
-            raise
+        dep = await self._ready(ctx, group, failures)
 
         def attempt_on(target: Deployment) -> Awaitable[T]:
             return self._attempt(ctx, group, target, matched, call, failures, failed)
@@ -143,6 +139,22 @@ class Retrier:
                 ctx.retries += 1
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    async def _ready(
+        self, ctx: RequestContext, group: ModelGroup, failures: Failures
+    ) -> Deployment:
+        """A deployment of the group; when all are cooling down for a short while (a
+        provider's brief retry-after), wait it out rather than fail the request."""
+        while True:
+            try:
+                return group.pick()
+            except CoolingDown as exc:
+                wait = exc.retry_after or 0.0
+                late = ctx.deadline is not None and time.perf_counter() + wait >= ctx.deadline
+                if wait > self.config.max_cooldown_wait or late:
+                    failures.append((group.name, exc))
+                    raise
+                await asyncio.sleep(wait + 0.001)
+
     async def _admit(
         self,
         ctx: RequestContext,
@@ -155,6 +167,9 @@ class Retrier:
         """Wait for the deployment's capacity; one that cannot take the request in time is
         swapped for a deployment that has not failed, or its QueueFull is raised."""
         while not dep.admission.try_acquire(need := _tokens(dep, tokens)):
+            spare = self._with_capacity(group, dep, tokens, failed)
+            if spare is not None:
+                return spare
             try:
                 await dep.admission.wait(ctx.priority, need, self._max_wait(ctx))
                 return dep
@@ -164,6 +179,21 @@ class Retrier:
                 failed.add(dep.id)
                 dep = self._fresh(group, frozenset(failed), exc)  # never wait for it
         return dep
+
+    @staticmethod
+    def _with_capacity(
+        group: ModelGroup, busy: Deployment, tokens: Callable[[], int], failed: set[str]
+    ) -> Deployment | None:
+        """Another ready deployment of the group that can take the request now (admitted),
+        so that nobody queues for a full deployment while another has room."""
+        for other in group.deployments:
+            if other is busy or other.id in failed or not other.breaker.available():
+                continue
+            if other.admission.try_acquire(_tokens(other, tokens)):
+                busy.breaker.release()
+                other.breaker.acquire()
+                return other
+        return None
 
     async def _attempt(
         self,
