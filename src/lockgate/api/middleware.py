@@ -78,46 +78,39 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     ctx = RequestContext(request_id=_request_id(request), credential=_credential(request))
     request[CTX] = ctx
     endpoint = request.match_info.route.name
-    if endpoint is None:  # health, metrics, unknown paths: no request metrics
-        return await _render_errors(request, handler, ctx)
-    metrics = request.app[STATE].metrics
-    metrics.in_flight += 1
-    try:
-        response = await _render_errors(request, handler, ctx)
-    except CancelledError:
-        ctx.outcome = "client_disconnected"
-        raise
-    finally:
-        metrics.in_flight -= 1
-        metrics.request_done(
-            endpoint, ctx.model_group, ctx.outcome, time.perf_counter() - ctx.started
-        )
-    return response
-
-
-async def _render_errors(
-    request: web.Request, handler: Handler, ctx: RequestContext
-) -> web.StreamResponse:
+    metrics = request.app[STATE].metrics if endpoint is not None else None
+    if metrics is not None:  # health, metrics, unknown paths: no request metrics
+        metrics.in_flight += 1
     try:
         _controls(request, ctx)
         response = await handler(request)
     except GatewayError as exc:
         ctx.outcome = exc.kind
-        return openai_error_response(exc, ctx)
+        response = openai_error_response(exc, ctx)
     except web.HTTPException as exc:  # aiohttp's own: unknown path, wrong method
         if exc.status == 404:
             err: GatewayError = NotFound(f"Unknown path {request.path}", code="unknown_url")
         else:
             err = GatewayError(exc.reason, status=exc.status, code="http_error")
         ctx.outcome = err.kind
-        return openai_error_response(err, ctx)
-    except (CancelledError, ConnectionResetError):
+        response = openai_error_response(err, ctx)
+    except CancelledError:
+        ctx.outcome = "client_disconnected"
+        raise
+    except ConnectionResetError:
         raise
     except Exception:
         log.exception("unexpected error serving request %s", ctx.request_id)
         ctx.outcome = "internal"
         err = GatewayError(f"Internal gateway error (request id {ctx.request_id}).")
-        return openai_error_response(err, ctx)
-    if not response.prepared:
-        response.headers.update(ctx.response_headers())
+        response = openai_error_response(err, ctx)
+    else:
+        if not response.prepared:
+            response.headers.update(ctx.response_headers())
+    finally:
+        if metrics is not None:
+            metrics.in_flight -= 1
+            metrics.request_done(
+                endpoint or "", ctx.model_group, ctx.outcome, time.perf_counter() - ctx.started
+            )
     return response

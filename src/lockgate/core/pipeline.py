@@ -69,8 +69,8 @@ class Pipeline:
     async def chat(self, req: ChatRequest, ctx: RequestContext) -> ChatResponse:
         self.authenticate(ctx)
 
-        async def call(dep: Deployment, model: str) -> ChatResponse:
-            return await self._timed(ctx, dep, dep.adapter.chat(req.body, model))
+        def call(dep: Deployment, model: str) -> Awaitable[ChatResponse]:
+            return self._timed(ctx, dep, dep.adapter.chat(req.body, model))
 
         async def answer() -> tuple[ChatResponse, RequestContext]:
             result = await self._execute(ctx, req.model, req.fallbacks, call, _estimate(req.body))
@@ -87,8 +87,8 @@ class Pipeline:
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> EmbeddingResponse:
         self.authenticate(ctx)
 
-        async def call(dep: Deployment, model: str) -> EmbeddingResponse:
-            return await self._timed(ctx, dep, dep.adapter.embed(req.body, model))
+        def call(dep: Deployment, model: str) -> Awaitable[EmbeddingResponse]:
+            return self._timed(ctx, dep, dep.adapter.embed(req.body, model))
 
         return await self._execute(ctx, req.model, None, call, _estimate(req.body))
 
