@@ -11,8 +11,9 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -451,3 +452,15 @@ def write_section(path: Path, name: str, text: str) -> None:
     else:
         new = block
     path.write_text(new, encoding="utf-8")
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """A benchmark's entry point: errors as one line, Ctrl-C after every child stopped."""
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted: every process this benchmark started was stopped", file=sys.stderr)
+        sys.exit(130)

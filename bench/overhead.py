@@ -822,11 +822,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted: every process this benchmark started was stopped", file=sys.stderr)
-        sys.exit(130)
+    benchlib.run_main(main)

@@ -35,7 +35,7 @@ STACKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(STACKS.parent))
 
 import benchlib  # noqa: E402
-from benchlib import BenchError, Service  # noqa: E402
+from benchlib import Service  # noqa: E402
 
 PROXY_CORE = "0"
 LOAD_CORE = "1"
@@ -259,10 +259,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    benchlib.run_main(main)
