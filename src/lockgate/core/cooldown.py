@@ -11,11 +11,11 @@ provider key); a bad request is the client's and leaves the breaker alone.
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 
 from lockgate.config.schema import CooldownConfig
 from lockgate.core.errors import GatewayError, ProviderAuthError, RateLimited
+from lockgate.core.window import SlidingCounts
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 Transition = Callable[[str, str], None]  # (deployment id, new state)
@@ -38,9 +38,7 @@ class Breaker:
         self._until = 0.0
         self._cooldown = config.cooldown
         self._probing = False
-        self._window: deque[list[int]] = deque()  # [second, calls, failures]
-        self._calls = 0
-        self._failures = 0
+        self._counts = SlidingCounts(config.window, clock)  # calls, failures
 
     # -- routing ------------------------------------------------------------------------
 
@@ -94,7 +92,8 @@ class Breaker:
         cfg = self._cfg
         if self._consecutive >= cfg.consecutive_failures:
             return True
-        return self._calls >= cfg.min_calls and self._failures >= cfg.error_rate * self._calls
+        calls, failures = self._counts.totals()
+        return calls >= cfg.min_calls and failures >= cfg.error_rate * calls
 
     def _open(self, seconds: float) -> None:
         self._until = max(self._until, self._clock() + seconds)
@@ -107,16 +106,4 @@ class Breaker:
         self._on_transition(self.deployment, state)
 
     def _count(self, *, failed: bool) -> None:
-        now = int(self._clock())
-        while self._window and self._window[0][0] <= now - self._cfg.window:
-            _, calls, failures = self._window.popleft()
-            self._calls -= calls
-            self._failures -= failures
-        if not self._window or self._window[-1][0] != now:
-            self._window.append([now, 0, 0])
-        bucket = self._window[-1]
-        bucket[1] += 1
-        self._calls += 1
-        if failed:
-            bucket[2] += 1
-            self._failures += 1
+        self._counts.add(first=1, second=int(failed))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
@@ -25,6 +24,7 @@ from lockgate.core.hedge import hedged
 from lockgate.core.router import Deployment, ModelGroup
 from lockgate.core.tasks import TaskTracker
 from lockgate.core.types import RequestContext
+from lockgate.core.window import SlidingCounts
 
 T = TypeVar("T")
 Call = Callable[[Deployment, str], Awaitable[T]]
@@ -43,33 +43,17 @@ class RetryBudget:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ratio = ratio
-        self._window = window
         self._min = min_retries
-        self._clock = clock
-        self._buckets: deque[list[int]] = deque()  # [second, requests, retries]
-        self._requests = 0
-        self._retries = 0
-
-    def _bucket(self) -> list[int]:
-        now = int(self._clock())
-        while self._buckets and self._buckets[0][0] <= now - self._window:
-            _, requests, retries = self._buckets.popleft()
-            self._requests -= requests
-            self._retries -= retries
-        if not self._buckets or self._buckets[-1][0] != now:
-            self._buckets.append([now, 0, 0])
-        return self._buckets[-1]
+        self._counts = SlidingCounts(window, clock)  # requests, retries
 
     def record_request(self) -> None:
-        self._bucket()[1] += 1
-        self._requests += 1
+        self._counts.add(first=1)
 
     def try_spend(self) -> bool:
-        bucket = self._bucket()
-        if self._retries + 1 > max(self._min, self._ratio * self._requests):
+        requests, retries = self._counts.totals()
+        if retries + 1 > max(self._min, self._ratio * requests):
             return False
-        bucket[2] += 1
-        self._retries += 1
+        self._counts.add(second=1)
         return True
 
 
