@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -153,3 +154,13 @@ def dep(sim: Simulator, id_: str, model: str = "gpt-4o-mini") -> dict[str, Any]:
 def chats(sim: Simulator) -> int:
     """Chat requests that reached ``sim``."""
     return sim.counts["/v1/chat/completions"]
+
+
+async def wait_until(predicate: Callable[[], bool], seconds: float = 3.0) -> None:
+    """Poll ``predicate`` until it holds; fail the test when it does not within ``seconds``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)

@@ -7,7 +7,7 @@ import asyncio
 
 import aiohttp
 
-from tests.conftest import MASTER_KEY, GatewayFactory, SimFactory, chats, dep
+from tests.conftest import MASTER_KEY, GatewayFactory, SimFactory, chats, dep, wait_until
 
 ASK = [{"role": "user", "content": "Summarise the plot of Hamlet."}]
 
@@ -114,9 +114,5 @@ async def test_everyone_hanging_up_cancels_the_shared_call(
 ) -> None:
     gw, upstream = await _gateway(make_gateway, make_sim, inter_token="50ms", stream_chunks=40)
     await asyncio.gather(_stream_text(gw, hang_up_after=2), _stream_text(gw, hang_up_after=2))
-    for _ in range(100):
-        if upstream.disconnects:
-            break
-        await asyncio.sleep(0.02)
-    assert upstream.disconnects == 1
+    await wait_until(lambda: upstream.disconnects == 1)
     assert len(gw.state.pipeline.coalescer) == 0

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import openai
 import pytest
 
 from lockgate.providers.simulator import Simulator, SimulatorOptions
-from tests.conftest import MASTER_KEY, PROVIDER_KEY, Gateway
+from tests.conftest import MASTER_KEY, PROVIDER_KEY, Gateway, wait_until
 
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "a long story"}]}
-
-
-async def _wait_for(predicate: object, seconds: float = 3.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not predicate():  # type: ignore[operator]
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_disconnect_mid_stream_cancels_upstream(
@@ -36,8 +25,8 @@ async def test_disconnect_mid_stream_cancels_upstream(
         first = await resp.content.readline()
         assert first.startswith(b"data: ")
         resp.close()  # hang up after the first event
-    await _wait_for(lambda: simulator.disconnects == 1)
-    await _wait_for(lambda: gateway.state.metrics.in_flight == 0)
+    await wait_until(lambda: simulator.disconnects == 1)
+    await wait_until(lambda: gateway.state.metrics.in_flight == 0)
     assert simulator.statuses[200] == 1
 
 
@@ -48,4 +37,4 @@ async def test_disconnect_while_waiting_cancels_upstream(
     async with gateway.client(timeout=0.2) as client:
         with pytest.raises(openai.APITimeoutError):
             await client.chat.completions.create(**BODY)  # type: ignore[call-overload]
-    await _wait_for(lambda: simulator.disconnects == 1)
+    await wait_until(lambda: simulator.disconnects == 1)

@@ -3,19 +3,10 @@ cancelled upstream. Observed at the upstreams."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
-from tests.conftest import HELLO, GatewayFactory, SimFactory, chats, dep
-
-
-async def _wait_until(predicate: Any) -> None:
-    for _ in range(100):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
+from tests.conftest import HELLO, GatewayFactory, SimFactory, chats, dep, wait_until
 
 
 def _group(slow: Any, fast: Any, **extra: Any) -> dict[str, Any]:
@@ -38,7 +29,7 @@ async def test_hedge_wins_and_the_slow_call_is_cancelled(
     assert raw.headers["x-lockgate-deployment"] == "fast"
     assert raw.headers["x-lockgate-attempts"] == "2"
     assert (chats(slow), chats(fast)) == (1, 1)
-    await _wait_until(lambda: slow.disconnects == 1)  # the loser was hung up on
+    await wait_until(lambda: slow.disconnects == 1)  # the loser was hung up on
 
 
 async def test_streams_hedge_on_the_first_token(
@@ -53,7 +44,7 @@ async def test_streams_hedge_on_the_first_token(
         chunks = [c async for c in raw.parse()]
     assert raw.headers["x-lockgate-deployment"] == "fast"
     assert chunks[-1].choices[0].finish_reason == "stop"
-    await _wait_until(lambda: slow.disconnects == 1)
+    await wait_until(lambda: slow.disconnects == 1)
 
 
 async def test_no_hedge_when_the_first_answers_in_time(

@@ -3,13 +3,12 @@ count what reached each upstream."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import openai
 import pytest
 
-from tests.conftest import HELLO, GatewayFactory, SimFactory, chats, dep
+from tests.conftest import HELLO, GatewayFactory, SimFactory, chats, dep, wait_until
 
 
 async def test_retry_moves_to_a_healthy_deployment(
@@ -207,11 +206,7 @@ async def test_slow_first_token_falls_back_before_anything_is_sent(
     assert raw.headers["x-lockgate-deployment"] == "b"
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert (chats(slow), chats(fast)) == (1, 1)
-    for _ in range(100):  # the abandoned call is hung up on, not left to run
-        if slow.disconnects:
-            break
-        await asyncio.sleep(0.02)
-    assert slow.disconnects == 1
+    await wait_until(lambda: slow.disconnects == 1)  # hung up on, not left to run
 
 
 async def test_stream_that_goes_silent_ends_with_an_error_event(
