@@ -85,10 +85,6 @@ class Admission:
         self.typical_latency = typical_latency  # seconds a call takes, for estimates
         self._clock = clock
 
-    @property
-    def queued(self) -> int:
-        return sum(1 for w in self._queue if not w.gone)
-
     # -- taking and giving back capacity --------------------------------------------------
 
     def try_acquire(self, tokens: int) -> bool:

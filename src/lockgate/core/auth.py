@@ -18,10 +18,6 @@ class Authenticator:
     def __init__(self, master_key: str | None) -> None:
         self._master = master_key.encode() if master_key else None
 
-    @property
-    def open(self) -> bool:
-        return self._master is None
-
     def authenticate(self, credential: str | None) -> Principal:
         if self._master is None:
             return _ANONYMOUS

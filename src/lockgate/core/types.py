@@ -34,10 +34,6 @@ class Usage:
             reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
         )
 
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and value > 0 else 0
