@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import openai
 import pytest
@@ -82,8 +86,10 @@ async def make_gateway() -> AsyncIterator[GatewayFactory]:
         models: list[dict[str, Any]],
         retry: dict[str, Any] | None = None,
         cooldown: dict[str, Any] | None = None,
+        sections: dict[str, Any] | None = None,
         **server: Any,
     ) -> Gateway:
+        """A gateway on a real socket; ``sections`` adds other top-level config sections."""
         # Short backoff so tests stay quick; the retry tests set what they assert on.
         retry_cfg = {"backoff_base": 0.01, **(retry or {})}
         config = parse_config(
@@ -92,6 +98,7 @@ async def make_gateway() -> AsyncIterator[GatewayFactory]:
                 "retry": retry_cfg,
                 "cooldown": cooldown or {},
                 "models": models,
+                **(sections or {}),
             },
             env={},
         )
@@ -119,6 +126,48 @@ async def gateway(make_gateway: GatewayFactory, simulator: Simulator) -> Gateway
 async def client(gateway: Gateway) -> AsyncIterator[openai.AsyncOpenAI]:
     async with gateway.client() as c:
         yield c
+
+
+def _service_url(name: str) -> str:
+    """A real service's URL from LOCKGATE_TEST_<NAME>_URL. CI sets them and
+    LOCKGATE_REQUIRE_SERVICES=1, so there a missing or unreachable service fails the run;
+    elsewhere the tests that need it are skipped."""
+    url = os.environ.get(f"LOCKGATE_TEST_{name}_URL")
+    required = os.environ.get("LOCKGATE_REQUIRE_SERVICES") == "1"
+    if not url:
+        if required:
+            pytest.fail(f"LOCKGATE_TEST_{name}_URL is not set")
+        pytest.skip(f"LOCKGATE_TEST_{name}_URL is not set")
+    host, port = _host_port(url)
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as exc:
+        if required:
+            pytest.fail(f"{name.lower()} at {host}:{port} is unreachable: {exc}")
+        pytest.skip(f"{name.lower()} at {host}:{port} is unreachable")
+    return url
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    default = {"redis": 6379, "postgresql": 5432}.get(parts.scheme.split("+")[0], 0)
+    return parts.hostname or "127.0.0.1", parts.port or default
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return _service_url("REDIS")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    return _service_url("POSTGRES")
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of this test's own: tests share one Redis and never flush it."""
+    return f"lgtest:{uuid.uuid4().hex[:12]}:"
 
 
 SimFactory = Callable[..., Awaitable[Simulator]]

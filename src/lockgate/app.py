@@ -19,8 +19,9 @@ from lockgate.core.router import Deployment, ModelGroup, Router
 from lockgate.core.tasks import TaskTracker
 from lockgate.features.metrics import Metrics
 from lockgate.providers.http import HttpPool
-from lockgate.providers.registry import create_provider
+from lockgate.providers.registry import ProviderContext, create_provider
 from lockgate.state import STATE, GatewayState
+from lockgate.storage.redis import SharedRedis
 
 log = logging.getLogger("lockgate")
 
@@ -45,10 +46,12 @@ def build_router(
                 weight=cfg.weight,
                 adapter=create_provider(
                     cfg,
-                    http,
-                    deployment=dep_id,
-                    on_key_event=metrics.provider_key,
-                    on_limits=admission.observe,
+                    ProviderContext(
+                        deployment=dep_id,
+                        http=http,
+                        on_key_event=metrics.provider_key,
+                        on_limits=admission.observe,
+                    ),
                 ),
                 breaker=Breaker(dep_id, cooldown, metrics.circuit),
                 first_token_timeout=cfg.first_token_timeout,
@@ -92,7 +95,10 @@ def build_app(config: Config) -> web.Application:
         retry=config.retry,
         max_wait=config.admission.max_wait,
     )
-    state = GatewayState(config=config, pipeline=pipeline, metrics=metrics, tasks=tasks, http=http)
+    redis = SharedRedis(config.redis) if config.redis is not None else None
+    state = GatewayState(
+        config=config, pipeline=pipeline, metrics=metrics, tasks=tasks, http=http, redis=redis
+    )
     app[STATE] = state
     openai_routes.add_routes(app)
     ops_routes.add_routes(app)
@@ -111,3 +117,5 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     yield
     await state.tasks.drain(grace=state.config.server.shutdown_timeout)
     await state.http.close()
+    if state.redis is not None:
+        await state.redis.close()

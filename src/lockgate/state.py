@@ -11,6 +11,7 @@ from lockgate.core.pipeline import Pipeline
 from lockgate.core.tasks import TaskTracker
 from lockgate.features.metrics import Metrics
 from lockgate.providers.http import HttpPool
+from lockgate.storage.redis import SharedRedis
 
 
 @dataclass
@@ -20,6 +21,7 @@ class GatewayState:
     metrics: Metrics
     tasks: TaskTracker
     http: HttpPool
+    redis: SharedRedis | None = None
     draining: bool = False
 
 

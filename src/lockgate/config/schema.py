@@ -138,8 +138,20 @@ class ModelConfig(Strict):
         return self
 
 
+class RedisConfig(Strict):
+    """Shared state for several replicas (limits, cooldowns, cache, coalescing). Without it,
+    that state lives in each process's memory."""
+
+    url: SecretStr  # redis://[:password@]host:port/db; a secret because it may hold one
+    prefix: Annotated[str, Field(min_length=1)] = "lockgate:"  # namespaces every key
+    # Redis trouble must never hang a request: each command gives up after this long and
+    # the caller fails open to its in-process state.
+    socket_timeout: Annotated[float, Field(gt=0)] = 0.25
+
+
 class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    redis: RedisConfig | None = None
     retry: RetryConfig = Field(default_factory=RetryConfig)
     cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)

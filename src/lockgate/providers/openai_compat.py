@@ -8,7 +8,7 @@ them are data in `profiles.py`. Bodies pass through untouched except for `model`
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -19,10 +19,31 @@ from lockgate.core.types import JSON, ChatResponse, Chunk, ChunkStream, Embeddin
 from lockgate.providers.errors import error_from_exception, error_from_payload, error_from_response
 from lockgate.providers.http import HttpPool
 from lockgate.providers.keys import KeyPool
-from lockgate.providers.profiles import Profile
+from lockgate.providers.profiles import PROFILES, Profile
 from lockgate.providers.ratelimits import LimitsSeen, openai_limits
 
+if TYPE_CHECKING:
+    from lockgate.config.schema import DeploymentConfig
+    from lockgate.providers.registry import ProviderContext
+
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+def from_config(cfg: DeploymentConfig, ctx: ProviderContext) -> OpenAICompatible:
+    profile = PROFILES[cfg.provider]
+    keys = cfg.keys()
+    return OpenAICompatible(
+        profile=profile,
+        api_base=str(cfg.api_base) if cfg.api_base is not None else profile.api_base,
+        api_key=keys[0] if len(keys) == 1 else None,
+        key_pool=ctx.key_pool(keys),
+        on_limits=ctx.on_limits,
+        http=ctx.http,
+        timeout=cfg.timeout,
+        connect_timeout=cfg.connect_timeout,
+        max_connections=cfg.max_connections,
+        headers=cfg.headers,
+    )
 
 
 class OpenAICompatible:

@@ -1,8 +1,16 @@
-"""Provider registry: a deployment's `provider:` name -> the adapter that serves it."""
+"""Provider registry: a deployment's `provider:` name -> the adapter that serves it.
+
+Each provider family registers a factory as a "module:function" path, imported on first
+use, so that start-up loads only the adapters the config names. A factory takes the
+deployment's config and a `ProviderContext` and returns a `Provider`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from lockgate.providers.keys import KeyEvent, KeyPool
 from lockgate.providers.profiles import PROFILES
@@ -14,33 +22,35 @@ if TYPE_CHECKING:
     from lockgate.providers.http import HttpPool
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderContext:
+    """What the gateway hands every adapter besides its own config."""
+
+    deployment: str  # the deployment's id, for key-pool reports
+    http: HttpPool  # pooled HTTP sessions, one per upstream origin
+    on_key_event: KeyEvent  # a pool key was disabled or rested
+    on_limits: LimitsSeen  # the provider advertised its rate limits on a response
+
+    def key_pool(self, keys: list[str]) -> KeyPool | None:
+        """A rotating pool when the deployment has several keys; None for zero or one."""
+        if len(keys) < 2:
+            return None
+        return KeyPool(keys, deployment=self.deployment, on_event=self.on_key_event)
+
+
+Factory = Callable[["DeploymentConfig", ProviderContext], "Provider"]
+
+_OPENAI_COMPATIBLE = "lockgate.providers.openai_compat:from_config"
+
+# provider name -> "module:function" of its factory.
+ADAPTERS: dict[str, str] = {name: _OPENAI_COMPATIBLE for name in PROFILES}
+
+
 def provider_names() -> frozenset[str]:
-    return frozenset(PROFILES)
+    return frozenset(ADAPTERS)
 
 
-def create_provider(
-    cfg: DeploymentConfig,
-    http: HttpPool,
-    *,
-    deployment: str,
-    on_key_event: KeyEvent,
-    on_limits: LimitsSeen,
-) -> Provider:
-    from lockgate.providers.openai_compat import OpenAICompatible
-
-    profile = PROFILES[cfg.provider]
-    keys = cfg.keys()
-    return OpenAICompatible(
-        profile=profile,
-        api_base=str(cfg.api_base) if cfg.api_base is not None else profile.api_base,
-        api_key=keys[0] if len(keys) == 1 else None,
-        on_limits=on_limits,
-        key_pool=(
-            KeyPool(keys, deployment=deployment, on_event=on_key_event) if len(keys) > 1 else None
-        ),
-        http=http,
-        timeout=cfg.timeout,
-        connect_timeout=cfg.connect_timeout,
-        max_connections=cfg.max_connections,
-        headers=cfg.headers,
-    )
+def create_provider(cfg: DeploymentConfig, ctx: ProviderContext) -> Provider:
+    module, _, function = ADAPTERS[cfg.provider].partition(":")
+    factory = cast(Factory, getattr(importlib.import_module(module), function))
+    return factory(cfg, ctx)
