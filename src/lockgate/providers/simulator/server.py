@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import random
 import socket
@@ -20,10 +21,11 @@ from aiohttp import web
 
 from lockgate.providers.simulator import embeddings, errors
 from lockgate.providers.simulator.faults import RateLimiter, chance, in_outage, pick_error
-from lockgate.providers.simulator.openai_wire import ChatPlan, completion_body, plan_chat
+from lockgate.providers.simulator.openai_wire import ChatPlan, plan_chat
 from lockgate.providers.simulator.options import SimulatorOptions
 from lockgate.providers.simulator.records import Headers, RequestRecord
-from lockgate.providers.simulator.stream_wire import DONE, stream_frames
+from lockgate.providers.simulator.wire import OpenAIWire, Route
+from lockgate.providers.simulator.wires import WIRES
 
 Handler = Callable[[web.BaseRequest, Any], Awaitable[web.StreamResponse]]
 
@@ -68,8 +70,6 @@ class Simulator:
         self._prefix = _random_prefix()
         self._ids = itertools.count(1)
         self._routes: dict[tuple[str, str], Handler] = {
-            ("POST", "/chat/completions"): self._chat,
-            ("POST", "/embeddings"): self._embeddings,
             ("GET", "/models"): self._models,
             ("GET", "/health"): self._health,
             ("GET", "/_simulator/stats"): self._stats,
@@ -93,6 +93,11 @@ class Simulator:
         if self._base_url is None:
             raise RuntimeError("the simulator is not started")
         return self._base_url
+
+    @property
+    def root_url(self) -> str:
+        """``http://host:port`` once started, for wires whose paths do not start at /v1."""
+        return self.base_url.removesuffix("/v1")
 
     async def start(
         self,
@@ -185,13 +190,10 @@ class Simulator:
         self.counts[path] += 1
         if self.max_records > 0:
             self._record(request, body)
-        route = path[3:] if path.startswith("/v1/") else path
-        handler = self._routes.get((request.method, route))
-        if handler is None and request.method == "GET" and route.startswith("/models/"):
-            handler = self._model
+        wire, handler = self._route(request.method, path)
         try:
-            if not route.startswith("/_simulator/"):
-                self._gate(request)
+            if not path.startswith("/_simulator/"):
+                self._gate(request, wire)
             if handler is None:
                 raise errors.SimulatedError(
                     404, f"Invalid URL ({request.method} {path})", "invalid_request_error"
@@ -204,10 +206,35 @@ class Simulator:
                 )
             return await handler(request, body)
         except errors.SimulatedError as exc:
-            return self._error(exc)
+            return self._error(wire, exc)
         except _ResetConnection:
             self._drop(request, reset=True)
             return web.Response(status=503)
+
+    def _route(self, method: str, path: str) -> tuple[OpenAIWire, Handler | None]:
+        """The wire a request speaks (its errors take that shape) and its handler."""
+        if method == "POST":
+            for wire in WIRES:
+                if (found := wire.match(path)) is not None:
+                    return wire, functools.partial(self._serve, wire, *found)
+            return WIRES[0], None
+        route = path[3:] if path.startswith("/v1/") else path
+        handler = self._routes.get((method, route))
+        if handler is None and method == "GET" and route.startswith("/models/"):
+            handler = self._model
+        return WIRES[0], handler
+
+    async def _serve(
+        self,
+        wire: OpenAIWire,
+        route: Route,
+        params: dict[str, str],
+        request: web.BaseRequest,
+        body: Any,
+    ) -> web.StreamResponse:
+        if route.operation == "embed":
+            return await self._embeddings(request, wire, wire.embed_request(body, params, request))
+        return await self._chat(request, wire, wire.chat_request(body, params, route, request))
 
     def _record(self, request: web.BaseRequest, body: Any) -> None:
         record = RequestRecord(
@@ -223,7 +250,7 @@ class Simulator:
         if excess > max(0, self.max_records // 10):
             del records[:excess]
 
-    def _gate(self, request: web.BaseRequest) -> None:
+    def _gate(self, request: web.BaseRequest, wire: OpenAIWire) -> None:
         """Outages first (the server is down), then the API key."""
         opts = self._options
         if opts.outages and in_outage(time.monotonic() - self._started_at, opts.outages):
@@ -231,11 +258,7 @@ class Simulator:
                 raise _ResetConnection
             raise errors.outage()
         if opts.api_key is not None:
-            given = request.headers.get("Authorization", "")
-            if given[:7].lower() == "bearer ":
-                given = given[7:].strip()
-            else:
-                given = request.headers.get("api-key", "")
+            given = wire.credential(request)
             if given != opts.api_key:
                 raise errors.bad_api_key(given)
 
@@ -262,8 +285,9 @@ class Simulator:
             out.update(headers)
         return web.Response(status=status, body=body, headers=out)
 
-    def _error(self, exc: errors.SimulatedError) -> web.Response:
-        return self._respond(exc.status, exc.body(), exc.headers)
+    def _error(self, wire: OpenAIWire, exc: errors.SimulatedError) -> web.Response:
+        status, body, headers = wire.error(exc)
+        return self._respond(status, body, headers)
 
     def _admit(self, model: str, tokens: int) -> tuple[SimulatorOptions, dict[str, str]]:
         """Rate limits, then injected errors; returns the options and rate-limit headers."""
@@ -284,44 +308,44 @@ class Simulator:
 
     # -- handlers ---------------------------------------------------------------------
 
-    async def _chat(self, request: web.BaseRequest, body: Any) -> web.StreamResponse:
+    async def _chat(
+        self, request: web.BaseRequest, wire: OpenAIWire, body: Any
+    ) -> web.StreamResponse:
         call_id = f"call_{self._prefix}{next(self._ids):010d}_"
         plan = plan_chat(body, self._options, call_id)
         opts, headers = self._admit(plan.model, plan.prompt_tokens + plan.completion_tokens)
         try:
             if plan.stream:
-                return await self._stream(request, plan, opts, headers)
+                return await self._stream(request, wire, plan, opts, headers)
             latency = opts.latency_dist
             if not latency.is_zero:
                 await self._delay(latency.sample(self._rng))
         except asyncio.CancelledError:
             self.disconnects += 1  # the client hung up: the server cancelled this handler
             raise
-        reply = completion_body(plan, f"chatcmpl-{self._next_id()}", int(time.time()))
+        reply = wire.chat_body(plan, self._next_id(), int(time.time()))
         return self._respond(200, reply, headers)
 
     async def _stream(
         self,
         request: web.BaseRequest,
+        wire: OpenAIWire,
         plan: ChatPlan,
         opts: SimulatorOptions,
         headers: dict[str, str],
     ) -> web.StreamResponse:
         rng = self._rng
-        frames = stream_frames(
-            plan, f"chatcmpl-{self._next_id()}", int(time.time()), opts.stream_chunks
-        )
+        frames = wire.chat_frames(plan, self._next_id(), int(time.time()), opts.stream_chunks)
         cut: int | None = None
         if chance(rng, opts.broken_stream_rate):
             # Never before the first frame, never after the last content frame.
-            last = len(frames) - len(plan.choices) - (1 if plan.include_usage else 0)
-            cut = rng.randint(1, max(1, last))
+            cut = rng.randint(1, max(1, wire.last_cut(plan, frames)))
         ttft, inter = opts.ttft_dist, opts.inter_token_dist
         if not ttft.is_zero:
             await self._delay(ttft.sample(rng))
         response = web.StreamResponse(status=200)
         response.headers.update(headers)
-        response.headers["Content-Type"] = "text/event-stream; charset=utf-8"
+        response.headers["Content-Type"] = wire.stream_content_type
         response.headers["Cache-Control"] = "no-cache"
         response.headers["x-request-id"] = f"req_{self._next_id()}"
         self.statuses[200] += 1
@@ -342,20 +366,21 @@ class Simulator:
                         pending.clear()
                     await self._delay(inter.sample(rng))
                 pending.append(frame.data)
-            pending.append(DONE)
             await response.write(b"".join(pending))
             await response.write_eof()
         except ConnectionError:
             self.disconnects += 1  # the client went away; nothing left to do
         return response
 
-    async def _embeddings(self, request: web.BaseRequest, body: Any) -> web.StreamResponse:
+    async def _embeddings(
+        self, request: web.BaseRequest, wire: OpenAIWire, body: Any
+    ) -> web.StreamResponse:
         plan = embeddings.plan_embeddings(body, self._options)
         opts, headers = self._admit(plan.model, plan.prompt_tokens)
         latency = opts.latency_dist
         if not latency.is_zero:
             await self._delay(latency.sample(self._rng))
-        return self._respond(200, embeddings.embeddings_body(plan), headers)
+        return self._respond(200, wire.embed_body(plan), headers)
 
     async def _models(self, request: web.BaseRequest, body: Any) -> web.StreamResponse:
         return self._respond(200, embeddings.models_body(self._options))

@@ -1,0 +1,7 @@
+"""The wire formats the simulator serves, tried in order for each POST path."""
+
+from __future__ import annotations
+
+from lockgate.providers.simulator.wire import OpenAIWire
+
+WIRES: tuple[OpenAIWire, ...] = (OpenAIWire(),)
