@@ -1,0 +1,38 @@
+"""Conformance cases: how each adapter's deployment points at the simulator.
+
+Every adapter registered in `lockgate.providers.registry` adds one `Case` here; the suite in
+`test_conformance.py` runs every test against every case, through the gateway, with the
+official `openai` SDK as the client and the simulator speaking the provider's wire format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lockgate.providers.simulator import Simulator
+from tests.conftest import PROVIDER_KEY
+
+
+@dataclass(frozen=True)
+class Case:
+    provider: str
+    # The deployment config (without `model`) that sends this provider's wire format to `sim`.
+    deployment: Callable[[Simulator], dict[str, Any]]
+    # The path a chat request reaches the simulator on, for the given upstream model name.
+    chat_path: Callable[[str, bool], str]
+    # What the upstream answers when the gateway's key is refused (some providers say 403).
+    auth_status: int = 401
+    # The status the provider uses for "overloaded" (Anthropic: 529; most: 503).
+    overloaded_status: int = 503
+
+
+def _openai(sim: Simulator) -> dict[str, Any]:
+    return {"provider": "openai", "api_base": sim.base_url, "api_key": PROVIDER_KEY}
+
+
+CASES: dict[str, Case] = {
+    case.provider: case
+    for case in (Case("openai", _openai, lambda model, stream: "/v1/chat/completions"),)
+}
