@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
+# llama-cpp-python (the local model extra) builds from source; its LLaVA part is not needed.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
 .PHONY: run test lint typecheck unit bench clean
 

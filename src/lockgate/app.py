@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -24,10 +24,15 @@ from lockgate.state import STATE, GatewayState
 from lockgate.storage.redis import SharedRedis
 
 log = logging.getLogger("lockgate")
+Closer = Callable[[], Awaitable[None]]
 
 
 def build_router(
-    models: list[ModelConfig], http: HttpPool, cooldown: CooldownConfig, metrics: Metrics
+    models: list[ModelConfig],
+    http: HttpPool,
+    cooldown: CooldownConfig,
+    metrics: Metrics,
+    closers: list[Closer] | None = None,
 ) -> Router:
     names = Counter((d.provider, d.model) for m in models for d in m.deployments)
     groups = []
@@ -51,6 +56,7 @@ def build_router(
                         http=http,
                         on_key_event=metrics.provider_key,
                         on_limits=admission.observe,
+                        closers=closers if closers is not None else [],
                     ),
                 ),
                 breaker=Breaker(dep_id, cooldown, metrics.circuit),
@@ -84,11 +90,12 @@ def build_app(config: Config) -> web.Application:
         client_max_size=server.max_body_bytes + 1,
     )
     http = HttpPool()
+    closers: list[Closer] = []
     metrics = Metrics()
     master = server.master_key.get_secret_value() if server.master_key else None
     tasks = TaskTracker()
     pipeline = Pipeline(
-        router=build_router(config.models, http, config.cooldown, metrics),
+        router=build_router(config.models, http, config.cooldown, metrics, closers),
         tasks=tasks,
         auth=Authenticator(master),
         metrics=metrics,
@@ -97,7 +104,13 @@ def build_app(config: Config) -> web.Application:
     )
     redis = SharedRedis(config.redis) if config.redis is not None else None
     state = GatewayState(
-        config=config, pipeline=pipeline, metrics=metrics, tasks=tasks, http=http, redis=redis
+        config=config,
+        pipeline=pipeline,
+        metrics=metrics,
+        tasks=tasks,
+        http=http,
+        redis=redis,
+        closers=closers,
     )
     app[STATE] = state
     openai_routes.add_routes(app)
@@ -117,5 +130,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     yield
     await state.tasks.drain(grace=state.config.server.shutdown_timeout)
     await state.http.close()
+    for close in state.closers:
+        await close()
     if state.redis is not None:
         await state.redis.close()

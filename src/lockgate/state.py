@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -22,6 +23,8 @@ class GatewayState:
     tasks: TaskTracker
     http: HttpPool
     redis: SharedRedis | None = None
+    # Releases what adapters hold beyond HTTP sessions (model threads), run at shutdown.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     draining: bool = False
 
 

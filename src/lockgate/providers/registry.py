@@ -8,8 +8,8 @@ deployment's config and a `ProviderContext` and returns a `Provider`.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from lockgate.providers.keys import KeyEvent, KeyPool
@@ -30,6 +30,9 @@ class ProviderContext:
     http: HttpPool  # pooled HTTP sessions, one per upstream origin
     on_key_event: KeyEvent  # a pool key was disabled or rested
     on_limits: LimitsSeen  # the provider advertised its rate limits on a response
+    # Called once at shutdown, after in-flight requests: adapters that hold more than
+    # pooled HTTP sessions (threads, models) register how to release it.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def key_pool(self, keys: list[str]) -> KeyPool | None:
         """A rotating pool when the deployment has several keys; None for zero or one."""
@@ -43,7 +46,10 @@ Factory = Callable[["DeploymentConfig", ProviderContext], "Provider"]
 _OPENAI_COMPATIBLE = "lockgate.providers.openai_compat:from_config"
 
 # provider name -> "module:function" of its factory.
-ADAPTERS: dict[str, str] = {name: _OPENAI_COMPATIBLE for name in PROFILES}
+ADAPTERS: dict[str, str] = {
+    **{name: _OPENAI_COMPATIBLE for name in PROFILES},
+    "local": "lockgate.providers.local:from_config",
+}
 
 
 def provider_names() -> frozenset[str]:
