@@ -12,6 +12,7 @@ from lockgate.core.tasks import TaskTracker
 from lockgate.features.metrics import Metrics
 from lockgate.providers.http import HttpPool
 from lockgate.storage.redis import SharedRedis
+from lockgate.storage.service import Database
 
 
 @dataclass
@@ -22,6 +23,7 @@ class GatewayState:
     tasks: TaskTracker
     http: HttpPool
     redis: SharedRedis | None = None
+    database: Database | None = None  # keys, budgets, the spend ledger (None: turned off)
     draining: bool = False
 
 

@@ -2,19 +2,25 @@
 
     authenticate -> route -> call (retries, fallbacks) -> account -> (the edge responds)
 
+Accounting: each upstream answer is priced as it arrives (the request's cost), and each
+client request that got past authentication hands one ledger record off when it is over:
+answered, failed, or its stream ended or was cut off by the client.
+
 Endpoints are thin translators around `Pipeline`; nothing else calls a provider.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 
 from lockgate.config.schema import RetryConfig
+from lockgate.core.accounting import Cost, Ledger, Pricer, ledger_record
 from lockgate.core.auth import Authenticator
 from lockgate.core.errors import AllAttemptsFailed, GatewayError
 from lockgate.core.fallback import FallbackChain
@@ -51,8 +57,12 @@ class Pipeline:
         tasks: TaskTracker,
         retry: RetryConfig | None = None,
         max_wait: float = 30.0,
+        pricer: Pricer | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.router = router
+        self.pricer = pricer
+        self.ledger = ledger
         self.auth = auth
         self.metrics = metrics
         self.tasks = tasks
@@ -68,9 +78,17 @@ class Pipeline:
 
     async def chat(self, req: ChatRequest, ctx: RequestContext) -> ChatResponse:
         self.authenticate(ctx)
+        try:
+            result = await self._chat(req, ctx)
+        except BaseException as exc:
+            self._settle(ctx, "chat", False, exc)
+            raise
+        self._settle(ctx, "chat", False, None)
+        return result
 
+    async def _chat(self, req: ChatRequest, ctx: RequestContext) -> ChatResponse:
         def call(dep: Deployment, model: str) -> Awaitable[ChatResponse]:
-            return self._timed(ctx, dep, dep.adapter.chat(req.body, model))
+            return self._timed(ctx, dep, model, dep.adapter.chat(req.body, model))
 
         async def answer() -> tuple[ChatResponse, RequestContext]:
             result = await self._execute(ctx, req.model, req.fallbacks, call, _estimate(req.body))
@@ -88,15 +106,29 @@ class Pipeline:
         self.authenticate(ctx)
 
         def call(dep: Deployment, model: str) -> Awaitable[EmbeddingResponse]:
-            return self._timed(ctx, dep, dep.adapter.embed(req.body, model))
+            return self._timed(ctx, dep, model, dep.adapter.embed(req.body, model))
 
-        return await self._execute(ctx, req.model, None, call, _estimate(req.body))
+        try:
+            result = await self._execute(ctx, req.model, None, call, _estimate(req.body))
+        except BaseException as exc:
+            self._settle(ctx, "embeddings", False, exc)
+            raise
+        self._settle(ctx, "embeddings", False, None)
+        return result
 
     async def chat_stream(self, req: ChatRequest, ctx: RequestContext) -> ChunkStream:
         """Open the stream and wait for its first chunk, so that every failure before the
         first byte can still be retried or fall back, and otherwise reaches the client as
         an ordinary error response."""
         self.authenticate(ctx)
+        try:
+            stream = await self._chat_stream(req, ctx)
+        except BaseException as exc:
+            self._settle(ctx, "chat", True, exc)
+            raise
+        return Settled(stream, lambda exc: self._settle(ctx, "chat", True, exc))
+
+    async def _chat_stream(self, req: ChatRequest, ctx: RequestContext) -> ChunkStream:
         key = self._coalesce_key(req, ctx)
         if key is None:
             return await self._open_stream(req, ctx)
@@ -113,10 +145,11 @@ class Pipeline:
         return stream.subscribe()
 
     async def _open_stream(self, req: ChatRequest, ctx: RequestContext) -> ChunkStream:
-        opened: dict[str, tuple[Deployment, float]] = {}
+        opened: dict[str, tuple[Deployment, str, float]] = {}
 
         async def call(dep: Deployment, model: str) -> Opened:
             started = time.perf_counter()
+            ctx.upstream_model = model
             upstream = dep.adapter.chat_stream(req.body, model)
             try:
                 first = await first_chunk(upstream, dep.first_token_timeout)
@@ -128,7 +161,7 @@ class Pipeline:
                 await upstream.aclose()
                 raise
             self.metrics.first_token(ctx.model_group, dep.id, time.perf_counter() - started)
-            opened["it"] = (dep, started)
+            opened["it"] = (dep, model, started)
             return first, upstream
 
         async def discard(lost: Opened) -> None:
@@ -137,8 +170,8 @@ class Pipeline:
         first, upstream = await self._execute(
             ctx, req.model, req.fallbacks, call, _estimate(req.body), discard
         )
-        dep, started = opened["it"]
-        return self._relay(ctx, dep, first, upstream, started)
+        dep, model, started = opened["it"]
+        return self._relay(ctx, dep, model, first, upstream, started)
 
     def _coalesce_key(self, req: ChatRequest, ctx: RequestContext) -> str | None:
         """The key identical concurrent requests share, or None when this one must not
@@ -191,6 +224,7 @@ class Pipeline:
         self,
         ctx: RequestContext,
         dep: Deployment,
+        model: str,
         first: Chunk | None,
         upstream: ChunkStream,
         started: float,
@@ -215,16 +249,19 @@ class Pipeline:
             await chunks.aclose()
             await upstream.aclose()
             # A stream that was cut off is still accounted for what it produced.
-            self._account(ctx, dep, Usage.from_openai(usage), outcome, started)
+            self._account(ctx, dep, model, Usage.from_openai(usage), outcome, started)
 
-    async def _timed(self, ctx: RequestContext, dep: Deployment, call: Awaitable[R]) -> R:
+    async def _timed(
+        self, ctx: RequestContext, dep: Deployment, model: str, call: Awaitable[R]
+    ) -> R:
         started = time.perf_counter()
+        ctx.upstream_model = model
         try:
             result = await call
         except GatewayError as exc:
             self._failed(ctx, dep, exc, started)
             raise
-        self._account(ctx, dep, result.usage, "ok", started)
+        self._account(ctx, dep, model, result.usage, "ok", started)
         return result
 
     def _failed(
@@ -234,10 +271,57 @@ class Pipeline:
         self.metrics.upstream_done(ctx.model_group, dep.id, exc.kind, time.perf_counter() - started)
 
     def _account(
-        self, ctx: RequestContext, dep: Deployment, usage: Usage, outcome: str, started: float
+        self,
+        ctx: RequestContext,
+        dep: Deployment,
+        model: str,
+        usage: Usage,
+        outcome: str,
+        started: float,
     ) -> None:
+        """One upstream answer (or a stream's end): metrics, and its cost on the request."""
         self.metrics.upstream_done(ctx.model_group, dep.id, outcome, time.perf_counter() - started)
         self.metrics.usage(ctx.model_group, dep.id, usage)
+        cost = self.pricer.cost(dep.id, dep.provider, model, usage) if self.pricer else _FREE
+        if ctx.records:
+            # The request is over (its client left) but a shared or hedged call it started
+            # went on and produced this: bill it on a record of its own.
+            late = RequestContext(ctx.request_id, principal=ctx.principal, started=ctx.started)
+            late.stamp(ctx.model_group, dep.id, dep.provider)
+            late.upstream_model, late.attempts = model, 1
+            late.bill(usage, cost.nanos, cost.priced)
+            if self.ledger is not None:
+                suffix = f"#{ctx.records + 1}"
+                ctx.records += 1
+                self.ledger.record(
+                    ledger_record(
+                        late, endpoint="chat", stream=False, status=outcome,
+                        http_status=200, request_id=ctx.request_id + suffix,
+                    )
+                )  # fmt: skip
+            return
+        ctx.bill(usage, cost.nanos, cost.priced)
+
+    def _settle(
+        self, ctx: RequestContext, endpoint: str, stream: bool, exc: BaseException | None
+    ) -> None:
+        """The request is over: hand its one ledger record off."""
+        if ctx.records or self.ledger is None:
+            return
+        ctx.records = 1
+        if exc is None:
+            status, http_status = "ok", 200
+        elif isinstance(exc, GatewayError):
+            status, http_status = exc.kind, exc.status
+        elif isinstance(exc, GeneratorExit | asyncio.CancelledError):
+            status, http_status = "client_disconnected", 499
+        else:
+            status, http_status = "internal", 500
+        self.ledger.record(
+            ledger_record(
+                ctx, endpoint=endpoint, stream=stream, status=status, http_status=http_status
+            )
+        )
 
 
 def _estimate(body: JSON) -> Callable[[], int]:
@@ -253,6 +337,44 @@ def _estimate(body: JSON) -> Callable[[], int]:
 
 
 DEFAULT_OUTPUT_TOKENS = 512
+_FREE = Cost(0, priced=False)
+
+
+class Settled(AsyncGenerator[Chunk, None]):
+    """A stream that calls ``on_end`` once when it is over: exhausted (None), failed (the
+    error), or closed early by its reader (GeneratorExit), even if it was never started."""
+
+    def __init__(self, inner: ChunkStream, on_end: Callable[[BaseException | None], None]):
+        self._inner = inner
+        self._on_end: Callable[[BaseException | None], None] | None = on_end
+
+    def _end(self, exc: BaseException | None) -> None:
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            on_end(exc)
+
+    async def asend(self, value: None) -> Chunk:
+        try:
+            return await self._inner.asend(value)
+        except StopAsyncIteration:
+            self._end(None)
+            raise
+        except BaseException as exc:
+            self._end(exc)
+            raise
+
+    async def athrow(self, typ: Any, val: Any = None, tb: Any = None) -> Chunk:
+        try:
+            return await self._inner.athrow(typ, val, tb)
+        except BaseException as exc:
+            self._end(exc)
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            self._end(GeneratorExit())
 
 
 def _deterministic(body: JSON) -> bool:
