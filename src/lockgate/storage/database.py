@@ -9,6 +9,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from lockgate.config.schema import DatabaseConfig
+from lockgate.storage.pg_connect import PgConnector
 
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -44,15 +45,21 @@ def safe_url(url: str | URL) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def create_engine(cfg: DatabaseConfig) -> AsyncEngine:
+def create_engine(cfg: DatabaseConfig, **options: Any) -> AsyncEngine:
+    """An engine for ``cfg``. Blocking (it reads a SQLite path, ~/.pgpass, certificates):
+    call it in a worker thread, or before an event loop runs."""
     url = async_url(cfg.url.get_secret_value())
-    options: dict[str, Any] = {"pool_pre_ping": True}  # connections die in an outage
+    options.setdefault("pool_pre_ping", True)  # connections die in an outage
+    options.setdefault("hide_parameters", True)  # errors must not print ledger rows
     if url.get_backend_name() == "sqlite":
         options["connect_args"] = {"timeout": cfg.connect_timeout}
     else:
-        options["connect_args"] = {"timeout": cfg.connect_timeout, "command_timeout": 30}
-        options["pool_size"] = cfg.pool_size
-        options["pool_timeout"] = cfg.connect_timeout
+        connector = PgConnector.resolve(url, cfg.connect_timeout)
+        options["async_creator"] = connector.connect
+        if "poolclass" not in options:
+            options["pool_size"] = cfg.pool_size
+            options["pool_timeout"] = cfg.connect_timeout
+        url = url.set(query={})  # sslmode and friends are the connector's business
     engine = create_async_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

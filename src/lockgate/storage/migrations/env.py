@@ -1,7 +1,7 @@
 """Alembic environment: lockgate's migrations on an async engine (aiosqlite or asyncpg).
 
 Run through `lockgate.storage.migrate` (start-up, `lockgate migrate`), which passes the
-database URL in ``config.attributes["url"]``.
+`DatabaseConfig` in ``config.attributes["database"]``.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import asyncio
 from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
+from lockgate.storage.database import create_engine
 from lockgate.storage.schema import metadata
 
 # Replicas starting together take turns; the loser finds the schema up to date.
@@ -46,12 +47,4 @@ if context.is_offline_mode():
 # Read every revision file and build the engine (it resolves a SQLite path on disk) before
 # an event loop runs, so that nothing blocks one.
 context.script.revision_map.get_revisions("heads")
-asyncio.run(
-    _main(
-        create_async_engine(
-            context.config.attributes["url"],
-            poolclass=NullPool,
-            connect_args={"timeout": context.config.attributes.get("connect_timeout", 10.0)},
-        )
-    )
-)
+asyncio.run(_main(create_engine(context.config.attributes["database"], poolclass=NullPool)))
