@@ -29,6 +29,7 @@ def make_record(request_id: str, **fields: Any) -> LedgerRecord:
         "reasoning_tokens": 0,
         "cost_nanos": 27_000,
         "priced": True,
+        "usage_estimated": False,
         "cache_hit": False,
         "coalesced": False,
         "stream": False,

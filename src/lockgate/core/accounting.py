@@ -56,6 +56,7 @@ class LedgerRecord:
     reasoning_tokens: int
     cost_nanos: int
     priced: bool
+    usage_estimated: bool
     cache_hit: bool
     coalesced: bool
     stream: bool
@@ -103,6 +104,7 @@ def ledger_record(
         reasoning_tokens=usage.reasoning_tokens,
         cost_nanos=ctx.cost or 0,
         priced=ctx.priced,
+        usage_estimated=ctx.usage_estimated,
         cache_hit=ctx.cache_hit,
         coalesced=ctx.coalesced,
         stream=stream,

@@ -171,7 +171,7 @@ class Pipeline:
             ctx, req.model, req.fallbacks, call, _estimate(req.body), discard
         )
         dep, model, started = opened["it"]
-        return self._relay(ctx, dep, model, first, upstream, started)
+        return self._relay(ctx, dep, model, first, upstream, started, _prompt_tokens(req.body))
 
     def _coalesce_key(self, req: ChatRequest, ctx: RequestContext) -> str | None:
         """The key identical concurrent requests share, or None when this one must not
@@ -228,17 +228,22 @@ class Pipeline:
         first: Chunk | None,
         upstream: ChunkStream,
         started: float,
+        prompt_tokens: Callable[[], int],
     ) -> ChunkStream:
         usage: JSON | None = None
         outcome = "cancelled"
+        produced = 0  # characters generated, to estimate a stream that ends without usage
         chunks = with_idle_timeout(upstream, dep.idle_timeout)
         try:
             if first is not None:
                 usage = first.data.get("usage") or usage
+                produced += _generated_chars(first.data)
                 yield first
             async for chunk in chunks:
                 if chunk.data.get("usage"):
                     usage = chunk.data["usage"]
+                else:
+                    produced += _generated_chars(chunk.data)
                 yield chunk
             outcome = "ok"
         except GatewayError as exc:
@@ -248,8 +253,14 @@ class Pipeline:
         finally:
             await chunks.aclose()
             await upstream.aclose()
-            # A stream that was cut off is still accounted for what it produced.
-            self._account(ctx, dep, model, Usage.from_openai(usage), outcome, started)
+            # A stream that was cut off is still accounted for what it produced: the
+            # upstream bills the prompt and the tokens generated so far, but sends usage
+            # only at the end, so those are estimated (about four characters a token).
+            if usage is None:
+                estimate = Usage(prompt_tokens(), -(-produced // 4))
+                self._account(ctx, dep, model, estimate, outcome, started, estimated=True)
+            else:
+                self._account(ctx, dep, model, Usage.from_openai(usage), outcome, started)
 
     async def _timed(
         self, ctx: RequestContext, dep: Deployment, model: str, call: Awaitable[R]
@@ -278,6 +289,8 @@ class Pipeline:
         usage: Usage,
         outcome: str,
         started: float,
+        *,
+        estimated: bool = False,
     ) -> None:
         """One upstream answer (or a stream's end): metrics, and its cost on the request."""
         self.metrics.upstream_done(ctx.model_group, dep.id, outcome, time.perf_counter() - started)
@@ -289,7 +302,7 @@ class Pipeline:
             late = RequestContext(ctx.request_id, principal=ctx.principal, started=ctx.started)
             late.stamp(ctx.model_group, dep.id, dep.provider)
             late.upstream_model, late.attempts = model, 1
-            late.bill(usage, cost.nanos, cost.priced)
+            late.bill(usage, cost.nanos, cost.priced, estimated)
             if self.ledger is not None:
                 suffix = f"#{ctx.records + 1}"
                 ctx.records += 1
@@ -300,7 +313,7 @@ class Pipeline:
                     )
                 )  # fmt: skip
             return
-        ctx.bill(usage, cost.nanos, cost.priced)
+        ctx.bill(usage, cost.nanos, cost.priced, estimated)
 
     def _settle(
         self, ctx: RequestContext, endpoint: str, stream: bool, exc: BaseException | None
@@ -337,6 +350,28 @@ def _estimate(body: JSON) -> Callable[[], int]:
 
 
 DEFAULT_OUTPUT_TOKENS = 512
+
+
+def _prompt_tokens(body: JSON) -> Callable[[], int]:
+    """A request's prompt tokens, estimated like `_estimate` (four bytes of JSON a token)."""
+    return lambda: len(orjson.dumps(body.get("messages") or "")) // 4
+
+
+def _generated_chars(data: JSON) -> int:
+    """Characters of content and tool-call arguments in one chunk."""
+    count = 0
+    for choice in data.get("choices") or ():
+        delta = choice.get("delta") or {}
+        content = delta.get("content")
+        if isinstance(content, str):
+            count += len(content)
+        for call in delta.get("tool_calls") or ():
+            arguments = (call.get("function") or {}).get("arguments")
+            if isinstance(arguments, str):
+                count += len(arguments)
+    return count
+
+
 _FREE = Cost(0, priced=False)
 
 

@@ -128,10 +128,12 @@ class RequestContext:
     cost: int | None = None  # nano-dollars (USD * 10**9) they cost; None: nothing billed yet
     priced: bool = True  # False when a price was unknown (that part counted as 0)
     cache_hit: bool = False  # answered from a response cache
+    usage_estimated: bool = False  # a stream ended without usage: tokens were estimated
     records: int = 0  # ledger records handed off for this request
 
-    def bill(self, usage: Usage, nanos: int, priced: bool) -> None:
+    def bill(self, usage: Usage, nanos: int, priced: bool, estimated: bool = False) -> None:
         """Add one upstream answer's usage and cost (hedges may bill two)."""
+        self.usage_estimated = self.usage_estimated or estimated
         if self.usage is None:
             self.usage = usage
         else:

@@ -141,6 +141,8 @@ spend_ledger = Table(
     Column("reasoning_tokens", BigInteger, nullable=False),
     Column("cost_nanos", BigInteger, nullable=False),  # USD * 10**9
     Column("priced", Boolean, nullable=False),  # False: no price known, cost counted as 0
+    # True: the upstream reported no usage (a stream cut off): tokens are an estimate.
+    Column("usage_estimated", Boolean, nullable=False),
     Column("cache_hit", Boolean, nullable=False),
     Column("coalesced", Boolean, nullable=False),
     Column("stream", Boolean, nullable=False),

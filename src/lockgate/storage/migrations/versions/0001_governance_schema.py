@@ -113,6 +113,7 @@ def upgrade() -> None:
         sa.Column("reasoning_tokens", sa.BigInteger(), nullable=False),
         sa.Column("cost_nanos", sa.BigInteger(), nullable=False),
         sa.Column("priced", sa.Boolean(), nullable=False),
+        sa.Column("usage_estimated", sa.Boolean(), nullable=False),
         sa.Column("cache_hit", sa.Boolean(), nullable=False),
         sa.Column("coalesced", sa.Boolean(), nullable=False),
         sa.Column("stream", sa.Boolean(), nullable=False),
