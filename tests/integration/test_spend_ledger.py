@@ -215,3 +215,4 @@ async def test_configured_prices_and_unpriced_models(
         metrics = await resp.text()
     assert 'lockgate_unpriced_answers_total{deployment="free",model="my-model"} 1.0' in metrics
     assert 'lockgate_ledger_records_total{outcome="written"} 2.0' in metrics
+    assert f'lockgate_spend_usd_total{{deployment="own"}} {expected / 10**9}' in metrics

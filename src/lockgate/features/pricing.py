@@ -125,6 +125,7 @@ class PriceBook:
         self._overrides = dict(overrides or {})  # deployment id -> configured prices
         self._found: dict[tuple[str, str], _Found] = {}
         self.unpriced: dict[tuple[str, str], int] = {}  # (deployment, model) -> answers
+        self.spent: dict[str, int] = {}  # deployment -> nano-dollars, for /metrics
 
     def warm(self, deployments: Iterator[tuple[str, str, str]]) -> None:
         """Look (deployment, provider, model) up ahead of traffic: the first look-up builds
@@ -134,6 +135,12 @@ class PriceBook:
                 self._lookup(provider, model)
 
     def cost(self, deployment: str, provider: str, model: str, usage: Usage) -> Cost:
+        cost = self._cost(deployment, provider, model, usage)
+        if cost.nanos:
+            self.spent[deployment] = self.spent.get(deployment, 0) + cost.nanos
+        return cost
+
+    def _cost(self, deployment: str, provider: str, model: str, usage: Usage) -> Cost:
         prices = self._overrides.get(deployment)
         if prices is not None:
             return override_cost(prices, usage)
@@ -184,6 +191,14 @@ class PriceBook:
         for (deployment, model), count in self.unpriced.items():
             family.add_metric([deployment, model], count)
         yield family
+        spend = CounterMetricFamily(
+            "lockgate_spend_usd",
+            "What upstream answers cost, by deployment (the ledger has the exact integers).",
+            labels=["deployment"],
+        )
+        for deployment, spent in self.spent.items():
+            spend.add_metric([deployment], spent / NANOS_PER_USD)
+        yield spend
 
     def describe(self) -> list[Any]:
         return []
