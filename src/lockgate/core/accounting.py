@@ -9,7 +9,7 @@ Money is an integer number of nano-dollars (USD * 10**9).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from lockgate.core.types import RequestContext, Usage
@@ -66,11 +66,15 @@ class LedgerRecord:
     attempts: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Every field is a plain str/int/float/bool/None: no need for asdict's deep copy.
+        return {name: getattr(self, name) for name in _FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LedgerRecord:
         return cls(**data)
+
+
+_FIELDS = tuple(f.name for f in fields(LedgerRecord))
 
 
 def ledger_record(

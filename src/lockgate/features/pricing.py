@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 _NANOS_PER_TOKEN_AT_1_USD_PER_MTOK = Decimal(NANOS_PER_USD) / Decimal(10**6)
 _MAX_CACHED_MODELS = 4096  # wildcard groups take model names from clients: keep it bounded
-_Found = tuple[gp.Provider, gp.ModelInfo, Prices | None] | None
+_Found = tuple[gp.Provider, gp.ModelInfo, "Rates | None"] | None
 # Price keys the fast path understands; others of these families never apply to our usage.
 _FAST_KEYS = {
     "input_mtok": "input",
@@ -62,18 +62,35 @@ def split(usage: Usage) -> tuple[int, int, int, int, int]:
     )
 
 
+class Rates:
+    """Nano-dollars per token of each kind (uncached input, cache read, cache write,
+    output, reasoning), exact; plain ints when every rate is whole, as most are."""
+
+    __slots__ = ("_decimal", "_whole")
+
+    def __init__(self, prices: Prices) -> None:
+        usd = (
+            prices.input,
+            prices.cached_input if prices.cached_input is not None else prices.input,
+            prices.cache_write if prices.cache_write is not None else prices.input,
+            prices.output,
+            prices.reasoning if prices.reasoning is not None else prices.output,
+        )
+        self._decimal = tuple(Decimal(p) * _NANOS_PER_TOKEN_AT_1_USD_PER_MTOK for p in usd)
+        whole = all(rate == rate.to_integral_value() for rate in self._decimal)
+        self._whole = tuple(int(rate) for rate in self._decimal) if whole else None
+
+    def cost(self, usage: Usage) -> Cost:
+        counts = split(usage)
+        if self._whole is not None:
+            return Cost(sum(n * r for n, r in zip(counts, self._whole, strict=True)))
+        exact = sum((n * r for n, r in zip(counts, self._decimal, strict=True)), Decimal(0))
+        return Cost(int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)))
+
+
 def override_cost(prices: Prices, usage: Usage) -> Cost:
     """The cost at configured prices (USD per million tokens of each kind)."""
-    fresh, cached, written, output, reasoning = split(usage)
-    usd_per_mtok = (
-        fresh * prices.input
-        + cached * (prices.cached_input if prices.cached_input is not None else prices.input)
-        + written * (prices.cache_write if prices.cache_write is not None else prices.input)
-        + output * prices.output
-        + reasoning * (prices.reasoning if prices.reasoning is not None else prices.output)
-    )
-    exact = Decimal(usd_per_mtok) * _NANOS_PER_TOKEN_AT_1_USD_PER_MTOK
-    return Cost(int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)))
+    return Rates(prices).cost(usage)
 
 
 def catalogue_usage(usage: Usage) -> genai_prices.Usage:
@@ -122,7 +139,8 @@ class PriceBook:
     """Prices every upstream answer: a deployment's configured prices, else genai-prices'."""
 
     def __init__(self, overrides: Mapping[str, Prices] | None = None) -> None:
-        self._overrides = dict(overrides or {})  # deployment id -> configured prices
+        # deployment id -> its configured prices
+        self._overrides = {dep: Rates(prices) for dep, prices in (overrides or {}).items()}
         self._found: dict[tuple[str, str], _Found] = {}
         self.unpriced: dict[tuple[str, str], int] = {}  # (deployment, model) -> answers
         self.spent: dict[str, int] = {}  # deployment -> nano-dollars, for /metrics
@@ -141,13 +159,13 @@ class PriceBook:
         return cost
 
     def _cost(self, deployment: str, provider: str, model: str, usage: Usage) -> Cost:
-        prices = self._overrides.get(deployment)
-        if prices is not None:
-            return override_cost(prices, usage)
+        rates = self._overrides.get(deployment)
+        if rates is not None:
+            return rates.cost(usage)
         found = self._lookup(provider, model)
         if found is not None:
             if found[2] is not None:
-                return override_cost(found[2], usage)
+                return found[2].cost(usage)
             try:
                 calc = found[1].calc_price(catalogue_usage(usage), found[0])
                 return Cost(nanos(calc.total_price))
@@ -165,7 +183,8 @@ class PriceBook:
         except LookupError:
             found: _Found = None  # a self-hosted provider, or a model the catalogue lacks
         else:
-            found = (hit[0], hit[1], flat_prices(hit[1]))
+            flat = flat_prices(hit[1])
+            found = (hit[0], hit[1], Rates(flat) if flat is not None else None)
         if len(self._found) < _MAX_CACHED_MODELS:
             self._found[key] = found
         return found

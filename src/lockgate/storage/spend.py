@@ -23,8 +23,6 @@ from lockgate.core.accounting import LedgerRecord
 from lockgate.storage.schema import spend_counters, spend_ledger
 
 EPOCH = date(1970, 1, 1)
-# Bound parameters per statement stay under PostgreSQL's and SQLite's 32,766.
-_COUNTER_ROWS = 2000
 
 
 def period_starts(day: date) -> dict[str, date]:
@@ -131,32 +129,29 @@ class SpendStore:
             return await self._write(conn, ordered)
 
     async def _write(self, conn: AsyncConnection, ordered: list[LedgerRecord]) -> int:
-        # One multi-row statement (rows in request-id order): one round trip.
+        # Both statements are executed with a list of parameter sets: SQLAlchemy compiles
+        # each once (cached) and sends the rows as multi-row VALUES, in the given order.
         insert = _insert(conn, spend_ledger)
-        stmt = (
-            insert.values([row(r) for r in ordered])
-            .on_conflict_do_nothing(index_elements=["request_id"])
-            .returning(spend_ledger.c.request_id)
+        stmt = insert.on_conflict_do_nothing(index_elements=["request_id"]).returning(
+            spend_ledger.c.request_id
         )
-        inserted = set((await conn.execute(stmt)).scalars())
+        inserted = set((await conn.execute(stmt, [row(r) for r in ordered])).scalars())
         if not inserted:
             return 0
         deltas = counter_deltas(r for r in ordered if r.request_id in inserted)
         upsert = _insert(conn, spend_counters)
         excluded = upsert.excluded
         counters = spend_counters.c
-        for start in range(0, len(deltas), _COUNTER_ROWS):
-            await conn.execute(
-                upsert.values(deltas[start : start + _COUNTER_ROWS]).on_conflict_do_update(
-                    index_elements=["scope_kind", "scope_id", "period", "period_start"],
-                    set_={
-                        "spent_nanos": counters.spent_nanos + excluded.spent_nanos,
-                        "requests": counters.requests + excluded.requests,
-                        "prompt_tokens": counters.prompt_tokens + excluded.prompt_tokens,
-                        "completion_tokens": (
-                            counters.completion_tokens + excluded.completion_tokens
-                        ),
-                    },
-                )
-            )
+        await conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["scope_kind", "scope_id", "period", "period_start"],
+                set_={
+                    "spent_nanos": counters.spent_nanos + excluded.spent_nanos,
+                    "requests": counters.requests + excluded.requests,
+                    "prompt_tokens": counters.prompt_tokens + excluded.prompt_tokens,
+                    "completion_tokens": counters.completion_tokens + excluded.completion_tokens,
+                },
+            ),
+            deltas,
+        )
         return len(inserted)
