@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
 
 import openai
 
 from lockgate.providers.simulator import Simulator, SimulatorOptions
-from tests.integration.gateway_process import clean_env, free_port, start_gateway
+from tests.integration.gateway_process import clean_env, free_port, run_cli, start_gateway
 
 
 def _ledger(path: Path) -> list[tuple[str, str, int]]:
@@ -58,3 +59,10 @@ async def test_sigterm_flushes_the_ledger(tmp_path: Path) -> None:
     assert [r[0] for r in rows] == [*(f"done-{i}" for i in range(5)), "in-flight"]
     assert all(status == "ok" and cost > 0 for _, status, cost in rows)
     assert not await asyncio.to_thread((tmp_path / "spool").exists)
+
+    code, out, err = await run_cli("spend", "--config", str(config), "--by", "model")
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if line.startswith("gpt-4o-mini"))
+    usd, requests = line.split()[1:3]
+    assert Decimal(usd) == Decimal(sum(cost for _, _, cost in rows)) / 10**9
+    assert requests == "6"

@@ -177,3 +177,19 @@ async def test_a_database_down_at_start_up_is_migrated_when_it_returns(
     await wait_until(lambda: db.ledger.counts["written"] == 1, 20)
     assert await _rows(db) == (1, 1)
     await db.close(grace=5)
+
+
+async def test_an_unreachable_database_is_logged_without_its_password(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = TcpProxy("127.0.0.1", 9)
+    port = await proxy.start()
+    await proxy.cut()  # a port nothing listens on
+    url = f"postgresql://lockgate:hunter2-secret@127.0.0.1:{port}/lockgate"
+    db = Database(_config(url, tmp_path), TaskTracker())
+    await db.start()
+    db.ledger.record(make_record("r"))
+    await wait_until(lambda: not db.ledger.up, 10)
+    await db.close(grace=5)
+    assert "lockgate:***@127.0.0.1" in caplog.text
+    assert "hunter2-secret" not in caplog.text

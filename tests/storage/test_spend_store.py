@@ -94,3 +94,13 @@ async def test_spend_reports(store: SpendStore) -> None:
     assert (bob.group, bob.cached_tokens, bob.reasoning_tokens) == ("bob", 40, 7)
     # Half-open range: a request at exactly `end` is not in it.
     assert await spend_by(store.engine, "key", START, START + timedelta(hours=10)) == []
+
+
+async def test_overlong_names_are_cut_to_fit_rather_than_failing_the_batch(
+    store: SpendStore,
+) -> None:
+    long = "m" * 500
+    assert await store.write([make_record("long", model_group=long, deployment=long)]) == 1
+    async with store.engine.connect() as conn:
+        stored = (await conn.execute(select(spend_ledger.c.model_group))).scalar()
+    assert stored == "m" * 200

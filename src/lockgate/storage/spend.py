@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import String, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -44,8 +44,21 @@ def scopes(record: LedgerRecord) -> list[tuple[str, str]]:
     return out
 
 
+# A value longer than its column would fail the whole batch on PostgreSQL, again at every
+# retry: cut it to fit instead (ids and names come from config and clients).
+_LENGTHS = {
+    c.name: c.type.length
+    for c in spend_ledger.columns
+    if isinstance(c.type, String) and c.type.length is not None
+}
+
+
 def row(record: LedgerRecord) -> dict[str, Any]:
     data = record.to_dict()
+    for name, length in _LENGTHS.items():
+        value = data[name]
+        if value is not None and len(value) > length:
+            data[name] = value[:length]
     started = datetime.fromtimestamp(data.pop("started_at"), UTC)
     data["created_at"] = started
     data["day"] = started.date()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from lockgate.config.schema import DatabaseConfig
-from lockgate.core.accounting import NANOS_PER_USD
 from lockgate.storage.database import create_engine
 from lockgate.storage.reports import spend_by
 
@@ -18,11 +18,11 @@ async def print_spend(cfg: DatabaseConfig, by: str, days: int) -> int:
         rows = await spend_by(engine, by, end - timedelta(days=days), end)
     finally:
         await engine.dispose()
-    print(f"{by:<40} {'USD':>14} {'requests':>9} {'errors':>7} {'prompt':>10} {'completion':>10}")
+    print(f"{by:<40} {'USD':>16} {'requests':>9} {'errors':>7} {'prompt':>10} {'completion':>10}")
     for row in rows:
-        usd = f"{row.cost_nanos / NANOS_PER_USD:.6f}"  # display only: storage stays integer
+        usd = f"{Decimal(row.cost_nanos).scaleb(-9):f}"  # exact: nine decimals
         print(
-            f"{row.group or '-':<40} {usd:>14} {row.requests:>9} {row.errors:>7} "
+            f"{row.group or '-':<40} {usd:>16} {row.requests:>9} {row.errors:>7} "
             f"{row.prompt_tokens:>10} {row.completion_tokens:>10}"
         )
     return 0
