@@ -11,16 +11,22 @@ Endpoints are thin translators around `Pipeline`; nothing else calls a provider.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import orjson
 
 from lockgate.config.schema import RetryConfig
-from lockgate.core.accounting import Cost, Ledger, Pricer, ledger_record
+from lockgate.core.accounting import (
+    Accountant,
+    Ledger,
+    Pricer,
+    Settled,
+    generated_chars,
+    prompt_tokens,
+)
 from lockgate.core.auth import Authenticator
 from lockgate.core.errors import AllAttemptsFailed, GatewayError
 from lockgate.core.fallback import FallbackChain
@@ -61,8 +67,7 @@ class Pipeline:
         ledger: Ledger | None = None,
     ) -> None:
         self.router = router
-        self.pricer = pricer
-        self.ledger = ledger
+        self.accounts = Accountant(pricer, ledger)
         self.auth = auth
         self.metrics = metrics
         self.tasks = tasks
@@ -81,9 +86,9 @@ class Pipeline:
         try:
             result = await self._chat(req, ctx)
         except BaseException as exc:
-            self._settle(ctx, "chat", False, exc)
+            self.accounts.settle(ctx, "chat", False, exc)
             raise
-        self._settle(ctx, "chat", False, None)
+        self.accounts.settle(ctx, "chat", False, None)
         return result
 
     async def _chat(self, req: ChatRequest, ctx: RequestContext) -> ChatResponse:
@@ -111,9 +116,9 @@ class Pipeline:
         try:
             result = await self._execute(ctx, req.model, None, call, _estimate(req.body))
         except BaseException as exc:
-            self._settle(ctx, "embeddings", False, exc)
+            self.accounts.settle(ctx, "embeddings", False, exc)
             raise
-        self._settle(ctx, "embeddings", False, None)
+        self.accounts.settle(ctx, "embeddings", False, None)
         return result
 
     async def chat_stream(self, req: ChatRequest, ctx: RequestContext) -> ChunkStream:
@@ -124,9 +129,9 @@ class Pipeline:
         try:
             stream = await self._chat_stream(req, ctx)
         except BaseException as exc:
-            self._settle(ctx, "chat", True, exc)
+            self.accounts.settle(ctx, "chat", True, exc)
             raise
-        return Settled(stream, lambda exc: self._settle(ctx, "chat", True, exc))
+        return Settled(stream, lambda exc: self.accounts.settle(ctx, "chat", True, exc))
 
     async def _chat_stream(self, req: ChatRequest, ctx: RequestContext) -> ChunkStream:
         key = self._coalesce_key(req, ctx)
@@ -171,7 +176,7 @@ class Pipeline:
             ctx, req.model, req.fallbacks, call, _estimate(req.body), discard
         )
         dep, model, started = opened["it"]
-        return self._relay(ctx, dep, model, first, upstream, started, _prompt_tokens(req.body))
+        return self._relay(ctx, dep, model, first, upstream, started, prompt_tokens(req.body))
 
     def _coalesce_key(self, req: ChatRequest, ctx: RequestContext) -> str | None:
         """The key identical concurrent requests share, or None when this one must not
@@ -237,13 +242,13 @@ class Pipeline:
         try:
             if first is not None:
                 usage = first.data.get("usage") or usage
-                produced += _generated_chars(first.data)
+                produced += generated_chars(first.data)
                 yield first
             async for chunk in chunks:
                 if chunk.data.get("usage"):
                     usage = chunk.data["usage"]
                 else:
-                    produced += _generated_chars(chunk.data)
+                    produced += generated_chars(chunk.data)
                 yield chunk
             outcome = "ok"
         except GatewayError as exc:
@@ -295,46 +300,7 @@ class Pipeline:
         """One upstream answer (or a stream's end): metrics, and its cost on the request."""
         self.metrics.upstream_done(ctx.model_group, dep.id, outcome, time.perf_counter() - started)
         self.metrics.usage(ctx.model_group, dep.id, usage)
-        cost = self.pricer.cost(dep.id, dep.provider, model, usage) if self.pricer else _FREE
-        if ctx.records:
-            # The request is over (its client left) but a shared or hedged call it started
-            # went on and produced this: bill it on a record of its own.
-            late = RequestContext(ctx.request_id, principal=ctx.principal, started=ctx.started)
-            late.stamp(ctx.model_group, dep.id, dep.provider)
-            late.upstream_model, late.attempts = model, 1
-            late.bill(usage, cost.nanos, cost.priced, estimated)
-            if self.ledger is not None:
-                suffix = f"#{ctx.records + 1}"
-                ctx.records += 1
-                self.ledger.record(
-                    ledger_record(
-                        late, endpoint="chat", stream=False, status=outcome,
-                        http_status=200, request_id=ctx.request_id + suffix,
-                    )
-                )  # fmt: skip
-            return
-        ctx.bill(usage, cost.nanos, cost.priced, estimated)
-
-    def _settle(
-        self, ctx: RequestContext, endpoint: str, stream: bool, exc: BaseException | None
-    ) -> None:
-        """The request is over: hand its one ledger record off."""
-        if ctx.records or self.ledger is None:
-            return
-        ctx.records = 1
-        if exc is None:
-            status, http_status = "ok", 200
-        elif isinstance(exc, GatewayError):
-            status, http_status = exc.kind, exc.status
-        elif isinstance(exc, GeneratorExit | asyncio.CancelledError):
-            status, http_status = "client_disconnected", 499
-        else:
-            status, http_status = "internal", 500
-        self.ledger.record(
-            ledger_record(
-                ctx, endpoint=endpoint, stream=stream, status=status, http_status=http_status
-            )
-        )
+        self.accounts.bill(ctx, dep.id, dep.provider, model, usage, outcome, estimated)
 
 
 def _estimate(body: JSON) -> Callable[[], int]:
@@ -350,66 +316,6 @@ def _estimate(body: JSON) -> Callable[[], int]:
 
 
 DEFAULT_OUTPUT_TOKENS = 512
-
-
-def _prompt_tokens(body: JSON) -> Callable[[], int]:
-    """A request's prompt tokens, estimated like `_estimate` (four bytes of JSON a token)."""
-    return lambda: len(orjson.dumps(body.get("messages") or "")) // 4
-
-
-def _generated_chars(data: JSON) -> int:
-    """Characters of content and tool-call arguments in one chunk."""
-    count = 0
-    for choice in data.get("choices") or ():
-        delta = choice.get("delta") or {}
-        content = delta.get("content")
-        if isinstance(content, str):
-            count += len(content)
-        for call in delta.get("tool_calls") or ():
-            arguments = (call.get("function") or {}).get("arguments")
-            if isinstance(arguments, str):
-                count += len(arguments)
-    return count
-
-
-_FREE = Cost(0, priced=False)
-
-
-class Settled(AsyncGenerator[Chunk, None]):
-    """A stream that calls ``on_end`` once when it is over: exhausted (None), failed (the
-    error), or closed early by its reader (GeneratorExit), even if it was never started."""
-
-    def __init__(self, inner: ChunkStream, on_end: Callable[[BaseException | None], None]):
-        self._inner = inner
-        self._on_end: Callable[[BaseException | None], None] | None = on_end
-
-    def _end(self, exc: BaseException | None) -> None:
-        on_end, self._on_end = self._on_end, None
-        if on_end is not None:
-            on_end(exc)
-
-    async def asend(self, value: None) -> Chunk:
-        try:
-            return await self._inner.asend(value)
-        except StopAsyncIteration:
-            self._end(None)
-            raise
-        except BaseException as exc:
-            self._end(exc)
-            raise
-
-    async def athrow(self, typ: Any, val: Any = None, tb: Any = None) -> Chunk:
-        try:
-            return await self._inner.athrow(typ, val, tb)
-        except BaseException as exc:
-            self._end(exc)
-            raise
-
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            self._end(GeneratorExit())
 
 
 def _deterministic(body: JSON) -> bool:
