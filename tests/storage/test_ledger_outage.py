@@ -193,3 +193,20 @@ async def test_an_unreachable_database_is_logged_without_its_password(
     await db.close(grace=5)
     assert "lockgate:***@127.0.0.1" in caplog.text
     assert "hunter2-secret" not in caplog.text
+
+
+async def test_sqlite_whose_directory_is_gone_recovers_when_it_is_back(tmp_path: Path) -> None:
+    """SQLite's outage: the database's directory is missing (an unmounted volume)."""
+    volume = tmp_path / "volume"
+    cfg = _config(f"sqlite:///{volume}/lockgate.db", tmp_path)
+    db = Database(cfg, TaskTracker())
+    await db.start()  # cannot even migrate: serves anyway
+    for i in range(30):
+        db.ledger.record(make_record(f"r-{i}"))
+    await wait_until(lambda: not db.ledger.up, 10)
+    assert db.ledger.counts["written"] == 0
+
+    await asyncio.to_thread(volume.mkdir)
+    await wait_until(lambda: db.ledger.counts["written"] == 30 and db.ledger.up, 20)
+    assert await _rows(db) == (30, 30)
+    await db.close(grace=5)
