@@ -210,3 +210,28 @@ async def test_sqlite_whose_directory_is_gone_recovers_when_it_is_back(tmp_path:
     await wait_until(lambda: db.ledger.counts["written"] == 30 and db.ledger.up, 20)
     assert await _rows(db) == (30, 30)
     await db.close(grace=5)
+
+
+async def test_new_records_are_written_while_a_long_spool_is_replayed(
+    proxied: tuple[TcpProxy, str], tmp_path: Path
+) -> None:
+    proxy, url = proxied
+    await proxy.cut()
+    first = Database(_config(url, tmp_path, buffer_records=5000), TaskTracker())
+    await first.start()
+    for i in range(3000):
+        first.ledger.record(make_record(f"old-{i:04d}"))
+    await first.close(grace=5)
+    assert first.ledger.counts["spooled"] == 3000
+
+    await proxy.restore()
+    second = Database(_config(url, tmp_path, buffer_records=60), TaskTracker())
+    await second.start()
+    await wait_until(lambda: second.ledger.counts["written"] > 0, 10)  # replay under way
+    for i in range(200):
+        second.ledger.record(make_record(f"new-{i}"))
+        await asyncio.sleep(0.001)
+    await wait_until(lambda: second.ledger.counts["written"] == 3200, 30)
+    assert second.ledger.counts["dropped"] == 0
+    assert await _rows(second) == (3200, 3200)
+    await second.close(grace=5)

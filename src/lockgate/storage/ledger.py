@@ -129,11 +129,7 @@ class LedgerWriter:
                 self._migrate = None
             if self.spool is not None and self.spool.size:
                 await self._replay(self.spool)
-            while self._pending:
-                batch = list(islice(self._pending, self.batch_size))
-                await self._write(batch)
-                for _ in batch:
-                    self._pending.popleft()
+            await self._write_pending(0)
         except Exception as exc:  # any database or network failure: keep the records
             self._down(exc)
             return False
@@ -150,7 +146,17 @@ class LedgerWriter:
             if not records:
                 break
             await self._write(records)
+            # A long replay must not starve new records into the buffer's bound.
+            await self._write_pending(self.batch_size)
         await spool.clear()
+
+    async def _write_pending(self, keep: int) -> None:
+        """Write buffered records in batches until at most ``keep`` are left."""
+        while len(self._pending) > keep:
+            batch = list(islice(self._pending, self.batch_size))
+            await self._write(batch)
+            for _ in batch:
+                self._pending.popleft()
 
     async def _write(self, batch: list[LedgerRecord]) -> None:
         inserted = await asyncio.wait_for(self.store.write(batch), WRITE_TIMEOUT)
