@@ -48,7 +48,8 @@ class Database:
                     str(exc).splitlines()[0][:200] if str(exc) else "",
                 )
                 self.ledger.migrate_later(self.migrate)
-        log.info("database %s ready", self.url)
+            else:
+                log.info("database %s ready", self.url)
         await self.ledger.start()
 
     async def close(self, grace: float) -> None:
