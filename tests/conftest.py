@@ -89,7 +89,8 @@ async def make_gateway() -> AsyncIterator[GatewayFactory]:
         sections: dict[str, Any] | None = None,
         **server: Any,
     ) -> Gateway:
-        """A gateway on a real socket; ``sections`` adds other top-level config sections."""
+        """A gateway on a real socket; ``sections`` adds other top-level config sections.
+        No database unless ``sections`` gives one (tests of the ledger do)."""
         # Short backoff so tests stay quick; the retry tests set what they assert on.
         retry_cfg = {"backoff_base": 0.01, **(retry or {})}
         config = parse_config(
@@ -98,6 +99,7 @@ async def make_gateway() -> AsyncIterator[GatewayFactory]:
                 "retry": retry_cfg,
                 "cooldown": cooldown or {},
                 "models": models,
+                "database": None,
                 **(sections or {}),
             },
             env={},

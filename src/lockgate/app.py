@@ -18,10 +18,12 @@ from lockgate.core.pipeline import Pipeline
 from lockgate.core.router import Deployment, ModelGroup, Router
 from lockgate.core.tasks import TaskTracker
 from lockgate.features.metrics import Metrics
+from lockgate.features.pricing import PriceBook
 from lockgate.providers.http import HttpPool
 from lockgate.providers.registry import ProviderContext, create_provider
 from lockgate.state import STATE, GatewayState
 from lockgate.storage.redis import SharedRedis
+from lockgate.storage.service import Database
 
 log = logging.getLogger("lockgate")
 Closer = Callable[[], Awaitable[None]]
@@ -62,7 +64,7 @@ def build_router(
                 breaker=Breaker(dep_id, cooldown, metrics.circuit),
                 first_token_timeout=cfg.first_token_timeout,
                 idle_timeout=cfg.idle_timeout,
-                price=cfg.prices.input + cfg.prices.output if cfg.prices else float("inf"),
+                price=float(cfg.prices.input + cfg.prices.output) if cfg.prices else float("inf"),
                 admission=admission,
             )
             admission.typical_latency = deployment.typical_latency
@@ -94,13 +96,21 @@ def build_app(config: Config) -> web.Application:
     metrics = Metrics()
     master = server.master_key.get_secret_value() if server.master_key else None
     tasks = TaskTracker()
+    router = build_router(config.models, http, config.cooldown, metrics, closers)
+    prices = price_book(config.models, router)
+    metrics.registry.register(prices)
+    database = Database(config.database, tasks) if config.database is not None else None
+    if database is not None:
+        metrics.registry.register(database.ledger)
     pipeline = Pipeline(
-        router=build_router(config.models, http, config.cooldown, metrics, closers),
+        router=router,
         tasks=tasks,
         auth=Authenticator(master),
         metrics=metrics,
         retry=config.retry,
         max_wait=config.admission.max_wait,
+        pricer=prices,
+        ledger=database.ledger if database is not None else None,
     )
     redis = SharedRedis(config.redis) if config.redis is not None else None
     state = GatewayState(
@@ -111,6 +121,7 @@ def build_app(config: Config) -> web.Application:
         http=http,
         redis=redis,
         closers=closers,
+        database=database,
     )
     app[STATE] = state
     openai_routes.add_routes(app)
@@ -125,9 +136,25 @@ async def _on_shutdown(app: web.Application) -> None:
     app[STATE].draining = True
 
 
+def price_book(models: list[ModelConfig], router: Router) -> PriceBook:
+    """Prices for every deployment: its configured `prices`, else genai-prices' figures."""
+    overrides = {}
+    for model, group in zip(models, router.groups(), strict=True):
+        for cfg, dep in zip(model.deployments, group.deployments, strict=True):
+            if cfg.prices is not None:
+                overrides[dep.id] = cfg.prices
+    book = PriceBook(overrides)
+    book.warm((d.id, d.provider, d.model) for g in router.groups() for d in g.deployments)
+    return book
+
+
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
+    if state.database is not None:
+        await state.database.start()
     yield
+    if state.database is not None:
+        await state.database.close(grace=state.config.server.shutdown_timeout)
     await state.tasks.drain(grace=state.config.server.shutdown_timeout)
     await state.http.close()
     for close in state.closers:

@@ -1,4 +1,4 @@
-"""The `lockgate` command line: serve, simulate, check-config."""
+"""The `lockgate` command line: serve, simulate, check-config, migrate, spend."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lockgate.config.schema import DatabaseConfig
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -25,6 +29,47 @@ def _check_config(args: argparse.Namespace) -> int:
     deployments = sum(len(m.deployments) for m in config.models)
     print(f"{args.file}: ok ({len(config.models)} models, {deployments} deployments)")
     return 0
+
+
+def _database(args: argparse.Namespace) -> DatabaseConfig | None:
+    from lockgate.config.loader import ConfigError, load_config
+    from lockgate.config.schema import Config
+
+    try:
+        config = load_config(args.config) if args.config else Config()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    if config.database is None:
+        print("the config turns the database off (database: null)", file=sys.stderr)
+    return config.database
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from lockgate.storage.database import safe_url
+    from lockgate.storage.migrate import upgrade
+
+    database = _database(args)
+    if database is None:
+        return 1
+    try:
+        upgrade(database, args.revision)
+    except Exception as exc:
+        print(f"migration failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{safe_url(database.url.get_secret_value())}: at {args.revision}")
+    return 0
+
+
+def _spend(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from lockgate.storage.spend_cli import print_spend
+
+    database = _database(args)
+    if database is None:
+        return 1
+    return asyncio.run(print_spend(database, args.by, args.days))
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -51,6 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file without serving")
     check.add_argument("file")
     check.set_defaults(func=_check_config)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations (serve does too)")
+    migrate.add_argument("--config", "-c", help="YAML config file (default: the default database)")
+    migrate.add_argument("--revision", default="head", help="target revision (default: head)")
+    migrate.set_defaults(func=_migrate)
+
+    spend = sub.add_parser("spend", help="spend report from the ledger")
+    spend.add_argument("--config", "-c", help="YAML config file (default: the default database)")
+    spend.add_argument(
+        "--by",
+        default="key",
+        choices=["key", "user", "team", "model", "deployment", "provider", "day"],
+    )
+    spend.add_argument("--days", type=int, default=30, help="the last N days (default 30)")
+    spend.set_defaults(func=_spend)
 
     simulate = sub.add_parser("simulate", help="run the provider simulator")
     import lockgate.providers.simulator.cli as simulator_cli

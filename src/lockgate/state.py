@@ -13,6 +13,7 @@ from lockgate.core.tasks import TaskTracker
 from lockgate.features.metrics import Metrics
 from lockgate.providers.http import HttpPool
 from lockgate.storage.redis import SharedRedis
+from lockgate.storage.service import Database
 
 
 @dataclass
@@ -25,6 +26,7 @@ class GatewayState:
     redis: SharedRedis | None = None
     # Releases what adapters hold beyond HTTP sessions (model threads), run at shutdown.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    database: Database | None = None  # keys, budgets, the spend ledger (None: turned off)
     draining: bool = False
 
 

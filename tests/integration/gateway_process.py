@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -15,6 +18,12 @@ PROVIDER_ENV_KEYS = (
     "OPENAI_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY", "DEEPSEEK_API_KEY",
     "MISTRAL_API_KEY", "OPENROUTER_API_KEY", "LOCKGATE_MASTER_KEY",
 )  # fmt: skip
+
+
+# Gateways run here, so that what they keep in their working directory by default (the
+# SQLite database, the ledger spool) stays out of the source tree.
+WORKDIR = tempfile.mkdtemp(prefix="lockgate-test-gateways-")
+atexit.register(shutil.rmtree, WORKDIR, True)
 
 
 def free_port() -> int:
@@ -66,7 +75,7 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "lockgate", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env=env or clean_env(),
+        env=env or clean_env(), cwd=WORKDIR,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
@@ -76,7 +85,7 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
 async def start_gateway(*args: str, env: dict[str, str], port: int) -> GatewayProcess:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "lockgate", "serve", "--port", str(port), *args,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env, cwd=WORKDIR,
     )  # fmt: skip
     gw = GatewayProcess(proc=proc, url=f"http://127.0.0.1:{port}")
     gw._reader = asyncio.get_running_loop().create_task(gw._collect())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -31,10 +33,15 @@ class ServerConfig(Strict):
 
 
 class Prices(Strict):
-    """USD per million tokens, for cost-aware routing (and, later, cost accounting)."""
+    """USD per million tokens, for this deployment instead of the genai-prices figures: for
+    cost accounting and cost-aware routing. Cached input, cache writes and reasoning cost
+    what input/output cost unless the provider bills them apart."""
 
-    input: Annotated[float, Field(ge=0)]
-    output: Annotated[float, Field(ge=0)]
+    input: Annotated[Decimal, Field(ge=0)]
+    output: Annotated[Decimal, Field(ge=0)]
+    cached_input: Annotated[Decimal, Field(ge=0)] | None = None
+    cache_write: Annotated[Decimal, Field(ge=0)] | None = None
+    reasoning: Annotated[Decimal, Field(ge=0)] | None = None
 
 
 class DeploymentConfig(Strict):
@@ -149,9 +156,41 @@ class RedisConfig(Strict):
     socket_timeout: Annotated[float, Field(gt=0)] = 0.25
 
 
+_DATABASE_URL = re.compile(r"^(sqlite(\+aiosqlite)?:///.+|postgres(ql)?(\+asyncpg)?://.+)$")
+
+
+class DatabaseConfig(Strict):
+    """Keys, users, teams, budgets and the spend ledger: a SQLite file for one process,
+    PostgreSQL for several replicas. The ledger is written in batches off the hot path;
+    while the database is unreachable, records wait in memory, then in a spool file."""
+
+    # sqlite:///path/file.db or postgresql://user:pass@host:port/db; a secret (a password).
+    url: SecretStr = SecretStr("sqlite:///./lockgate.db")
+    migrate: bool = True  # apply pending migrations at start-up
+    connect_timeout: Annotated[float, Field(gt=0)] = 5.0
+    pool_size: Annotated[int, Field(ge=1)] = 5
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = 500  # ledger rows per transaction
+    flush_interval: Annotated[float, Field(gt=0)] = 0.5  # seconds a record may wait to batch
+    buffer_records: Annotated[int, Field(ge=1)] = 10_000  # in memory, before the spool
+    # Records that could not be written wait here (JSON lines) until the database is back.
+    # Each replica needs its own file. Default: lockgate-ledger.spool in the working dir.
+    spool_path: str | None = "lockgate-ledger.spool"
+    spool_max_bytes: Annotated[int, Field(ge=0)] = 256 * 1024 * 1024
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: SecretStr) -> SecretStr:
+        # The message never repeats the URL: it may hold a password.
+        if not _DATABASE_URL.match(value.get_secret_value()):
+            raise ValueError("not a sqlite:///FILE or postgresql://... URL")
+        return value
+
+
 class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     redis: RedisConfig | None = None
+    # `database: null` turns persistence off: costs still show in headers and metrics.
+    database: DatabaseConfig | None = Field(default_factory=DatabaseConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)

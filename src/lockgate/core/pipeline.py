@@ -2,6 +2,10 @@
 
     authenticate -> route -> call (retries, fallbacks) -> account -> (the edge responds)
 
+Accounting: each upstream answer is priced as it arrives (the request's cost), and each
+client request that got past authentication hands one ledger record off when it is over:
+answered, failed, or its stream ended or was cut off by the client.
+
 Endpoints are thin translators around `Pipeline`; nothing else calls a provider.
 """
 
@@ -15,6 +19,14 @@ from typing import TypeVar
 import orjson
 
 from lockgate.config.schema import RetryConfig
+from lockgate.core.accounting import (
+    Accountant,
+    Ledger,
+    Pricer,
+    Settled,
+    generated_chars,
+    prompt_tokens,
+)
 from lockgate.core.auth import Authenticator
 from lockgate.core.errors import AllAttemptsFailed, GatewayError
 from lockgate.core.fallback import FallbackChain
@@ -51,8 +63,11 @@ class Pipeline:
         tasks: TaskTracker,
         retry: RetryConfig | None = None,
         max_wait: float = 30.0,
+        pricer: Pricer | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.router = router
+        self.accounts = Accountant(pricer, ledger)
         self.auth = auth
         self.metrics = metrics
         self.tasks = tasks
@@ -68,9 +83,17 @@ class Pipeline:
 
     async def chat(self, req: ChatRequest, ctx: RequestContext) -> ChatResponse:
         self.authenticate(ctx)
+        try:
+            result = await self._chat(req, ctx)
+        except BaseException as exc:
+            self.accounts.settle(ctx, "chat", False, exc)
+            raise
+        self.accounts.settle(ctx, "chat", False, None)
+        return result
 
+    async def _chat(self, req: ChatRequest, ctx: RequestContext) -> ChatResponse:
         def call(dep: Deployment, model: str) -> Awaitable[ChatResponse]:
-            return self._timed(ctx, dep, dep.adapter.chat(req.body, model))
+            return self._timed(ctx, dep, model, dep.adapter.chat(req.body, model))
 
         async def answer() -> tuple[ChatResponse, RequestContext]:
             result = await self._execute(ctx, req.model, req.fallbacks, call, _estimate(req.body))
@@ -88,15 +111,29 @@ class Pipeline:
         self.authenticate(ctx)
 
         def call(dep: Deployment, model: str) -> Awaitable[EmbeddingResponse]:
-            return self._timed(ctx, dep, dep.adapter.embed(req.body, model))
+            return self._timed(ctx, dep, model, dep.adapter.embed(req.body, model))
 
-        return await self._execute(ctx, req.model, None, call, _estimate(req.body))
+        try:
+            result = await self._execute(ctx, req.model, None, call, _estimate(req.body))
+        except BaseException as exc:
+            self.accounts.settle(ctx, "embeddings", False, exc)
+            raise
+        self.accounts.settle(ctx, "embeddings", False, None)
+        return result
 
     async def chat_stream(self, req: ChatRequest, ctx: RequestContext) -> ChunkStream:
         """Open the stream and wait for its first chunk, so that every failure before the
         first byte can still be retried or fall back, and otherwise reaches the client as
         an ordinary error response."""
         self.authenticate(ctx)
+        try:
+            stream = await self._chat_stream(req, ctx)
+        except BaseException as exc:
+            self.accounts.settle(ctx, "chat", True, exc)
+            raise
+        return Settled(stream, lambda exc: self.accounts.settle(ctx, "chat", True, exc))
+
+    async def _chat_stream(self, req: ChatRequest, ctx: RequestContext) -> ChunkStream:
         key = self._coalesce_key(req, ctx)
         if key is None:
             return await self._open_stream(req, ctx)
@@ -113,10 +150,11 @@ class Pipeline:
         return stream.subscribe()
 
     async def _open_stream(self, req: ChatRequest, ctx: RequestContext) -> ChunkStream:
-        opened: dict[str, tuple[Deployment, float]] = {}
+        opened: dict[str, tuple[Deployment, str, float]] = {}
 
         async def call(dep: Deployment, model: str) -> Opened:
             started = time.perf_counter()
+            ctx.upstream_model = model
             upstream = dep.adapter.chat_stream(req.body, model)
             try:
                 first = await first_chunk(upstream, dep.first_token_timeout)
@@ -128,7 +166,7 @@ class Pipeline:
                 await upstream.aclose()
                 raise
             self.metrics.first_token(ctx.model_group, dep.id, time.perf_counter() - started)
-            opened["it"] = (dep, started)
+            opened["it"] = (dep, model, started)
             return first, upstream
 
         async def discard(lost: Opened) -> None:
@@ -137,8 +175,8 @@ class Pipeline:
         first, upstream = await self._execute(
             ctx, req.model, req.fallbacks, call, _estimate(req.body), discard
         )
-        dep, started = opened["it"]
-        return self._relay(ctx, dep, first, upstream, started)
+        dep, model, started = opened["it"]
+        return self._relay(ctx, dep, model, first, upstream, started, prompt_tokens(req.body))
 
     def _coalesce_key(self, req: ChatRequest, ctx: RequestContext) -> str | None:
         """The key identical concurrent requests share, or None when this one must not
@@ -191,20 +229,26 @@ class Pipeline:
         self,
         ctx: RequestContext,
         dep: Deployment,
+        model: str,
         first: Chunk | None,
         upstream: ChunkStream,
         started: float,
+        prompt_tokens: Callable[[], int],
     ) -> ChunkStream:
         usage: JSON | None = None
         outcome = "cancelled"
+        produced = 0  # characters generated, to estimate a stream that ends without usage
         chunks = with_idle_timeout(upstream, dep.idle_timeout)
         try:
             if first is not None:
                 usage = first.data.get("usage") or usage
+                produced += generated_chars(first.data)
                 yield first
             async for chunk in chunks:
                 if chunk.data.get("usage"):
                     usage = chunk.data["usage"]
+                else:
+                    produced += generated_chars(chunk.data)
                 yield chunk
             outcome = "ok"
         except GatewayError as exc:
@@ -214,17 +258,26 @@ class Pipeline:
         finally:
             await chunks.aclose()
             await upstream.aclose()
-            # A stream that was cut off is still accounted for what it produced.
-            self._account(ctx, dep, Usage.from_openai(usage), outcome, started)
+            # A stream that was cut off is still accounted for what it produced: the
+            # upstream bills the prompt and the tokens generated so far, but sends usage
+            # only at the end, so those are estimated (about four characters a token).
+            if usage is None:
+                estimate = Usage(prompt_tokens(), -(-produced // 4))
+                self._account(ctx, dep, model, estimate, outcome, started, estimated=True)
+            else:
+                self._account(ctx, dep, model, Usage.from_openai(usage), outcome, started)
 
-    async def _timed(self, ctx: RequestContext, dep: Deployment, call: Awaitable[R]) -> R:
+    async def _timed(
+        self, ctx: RequestContext, dep: Deployment, model: str, call: Awaitable[R]
+    ) -> R:
         started = time.perf_counter()
+        ctx.upstream_model = model
         try:
             result = await call
         except GatewayError as exc:
             self._failed(ctx, dep, exc, started)
             raise
-        self._account(ctx, dep, result.usage, "ok", started)
+        self._account(ctx, dep, model, result.usage, "ok", started)
         return result
 
     def _failed(
@@ -234,10 +287,20 @@ class Pipeline:
         self.metrics.upstream_done(ctx.model_group, dep.id, exc.kind, time.perf_counter() - started)
 
     def _account(
-        self, ctx: RequestContext, dep: Deployment, usage: Usage, outcome: str, started: float
+        self,
+        ctx: RequestContext,
+        dep: Deployment,
+        model: str,
+        usage: Usage,
+        outcome: str,
+        started: float,
+        *,
+        estimated: bool = False,
     ) -> None:
+        """One upstream answer (or a stream's end): metrics, and its cost on the request."""
         self.metrics.upstream_done(ctx.model_group, dep.id, outcome, time.perf_counter() - started)
         self.metrics.usage(ctx.model_group, dep.id, usage)
+        self.accounts.bill(ctx, dep.id, dep.provider, model, usage, outcome, estimated)
 
 
 def _estimate(body: JSON) -> Callable[[], int]:

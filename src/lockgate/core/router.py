@@ -123,10 +123,15 @@ class Router:
             key=lambda g: len(g.prefix or ""),
             reverse=True,
         )
+        self._groups = list(groups)
         self._names = [g.name for g in groups]
 
     def names(self) -> list[str]:
         return list(self._names)
+
+    def groups(self) -> list[ModelGroup]:
+        """Every group, in config order."""
+        return list(self._groups)
 
     def group(self, name: str) -> ModelGroup:
         """A configured group by its exact name (fallback targets are exact names)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 JSON = dict[str, Any]
@@ -99,6 +100,8 @@ class Principal:
 
     key_id: str
     is_master: bool = False
+    user_id: str | None = None
+    team_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -120,6 +123,30 @@ class RequestContext:
     coalesced: bool = False  # answered by another identical request's upstream call
     hedged: bool = False  # a second attempt raced the first
     outcome: str = "ok"  # an error kind when the request failed after its response started
+    upstream_model: str = ""  # the model name the last attempt asked the upstream for
+    usage: Usage | None = None  # what this request's upstream answers used (None: none yet)
+    cost: int | None = None  # nano-dollars (USD * 10**9) they cost; None: nothing billed yet
+    priced: bool = True  # False when a price was unknown (that part counted as 0)
+    cache_hit: bool = False  # answered from a response cache
+    usage_estimated: bool = False  # a stream ended without usage: tokens were estimated
+    records: int = 0  # ledger records handed off for this request
+
+    def bill(self, usage: Usage, nanos: int, priced: bool, estimated: bool = False) -> None:
+        """Add one upstream answer's usage and cost (hedges may bill two)."""
+        self.usage_estimated = self.usage_estimated or estimated
+        if self.usage is None:
+            self.usage = usage
+        else:
+            total = self.usage
+            self.usage = Usage(
+                total.prompt_tokens + usage.prompt_tokens,
+                total.completion_tokens + usage.completion_tokens,
+                total.cached_tokens + usage.cached_tokens,
+                total.cache_creation_tokens + usage.cache_creation_tokens,
+                total.reasoning_tokens + usage.reasoning_tokens,
+            )
+        self.cost = (self.cost or 0) + nanos
+        self.priced = self.priced and priced
 
     def served_by(self, group: str, deployment: str, provider: str) -> None:
         """Record the attempt about to be made; the last one is what the headers show."""
@@ -135,6 +162,8 @@ class RequestContext:
         """This request shared ``leader``'s upstream call: it was served by the same."""
         self.coalesced = True
         self.served_by(leader.model_group, leader.deployment, leader.provider)
+        self.upstream_model = leader.upstream_model
+        self.cost = 0  # the leader's request is billed for the shared call
         self.attempts = leader.attempts
         self.fallback = leader.fallback
 
@@ -150,4 +179,6 @@ class RequestContext:
                 headers["x-lockgate-coalesced"] = "true"
             if self.hedged:
                 headers["x-lockgate-hedged"] = "true"
+            if self.cost is not None:
+                headers["x-lockgate-cost"] = f"{Decimal(self.cost).scaleb(-9).normalize():f}"
         return headers

@@ -1,0 +1,1 @@
+"""HTTP edge: wire formats in and out, error rendering, routes."""

@@ -1,0 +1,116 @@
+"""Per-request edge work: request id, credential, error rendering, request metrics."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+import time
+from asyncio import CancelledError
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from lockgate.api.errors import openai_error_response
+from lockgate.core.errors import BadRequest, GatewayError, NotFound
+from lockgate.core.types import RequestContext
+from lockgate.state import STATE
+
+log = logging.getLogger("lockgate.api")
+
+CTX = web.RequestKey("lockgate_ctx", RequestContext)
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# Request ids: a random per-process prefix and a counter, unique across replicas and cheap.
+_ID_PREFIX = f"req_{os.urandom(6).hex()}"
+_ID_COUNTER = itertools.count(1)
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given and _SAFE_ID.match(given):
+        return given
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+
+
+def _credential(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else None
+    return request.headers.get("x-api-key")
+
+
+def _controls(request: web.Request, ctx: RequestContext) -> None:
+    """Per-request controls sent as headers (the SDKs' `extra_headers`)."""
+    headers = request.headers
+    if (value := headers.get("x-lockgate-priority")) is not None:
+        try:
+            ctx.priority = int(value)
+        except ValueError:
+            raise BadRequest(
+                "Header x-lockgate-priority must be an integer.", param="x-lockgate-priority"
+            ) from None
+    if (value := headers.get("x-lockgate-max-wait")) is not None:
+        ctx.max_wait = _seconds(value, "x-lockgate-max-wait")
+    if (value := headers.get("x-lockgate-coalesce")) is not None:
+        if value not in ("on", "off"):
+            raise BadRequest(
+                "Header x-lockgate-coalesce must be 'on' or 'off'.", param="x-lockgate-coalesce"
+            )
+        ctx.coalesce = value == "on"
+    if (value := headers.get("x-lockgate-timeout")) is not None:
+        ctx.deadline = ctx.started + _seconds(value, "x-lockgate-timeout")
+
+
+def _seconds(value: str, name: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 <= seconds <= 86_400:
+        raise BadRequest(f"Header {name} must be a number of seconds.", param=name)
+    return seconds
+
+
+@web.middleware
+async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    ctx = RequestContext(request_id=_request_id(request), credential=_credential(request))
+    request[CTX] = ctx
+    endpoint = request.match_info.route.name
+    metrics = request.app[STATE].metrics if endpoint is not None else None
+    if metrics is not None:  # health, metrics, unknown paths: no request metrics
+        metrics.in_flight += 1
+    try:
+        _controls(request, ctx)
+        response = await handler(request)
+    except GatewayError as exc:
+        ctx.outcome = exc.kind
+        response = openai_error_response(exc, ctx)
+    except web.HTTPException as exc:  # aiohttp's own: unknown path, wrong method
+        if exc.status == 404:
+            err: GatewayError = NotFound(f"Unknown path {request.path}", code="unknown_url")
+        else:
+            err = GatewayError(exc.reason, status=exc.status, code="http_error")
+        ctx.outcome = err.kind
+        response = openai_error_response(err, ctx)
+    except CancelledError:
+        ctx.outcome = "client_disconnected"
+        raise
+    except ConnectionResetError:
+        raise
+    except Exception:
+        log.exception("unexpected error serving request %s", ctx.request_id)
+        ctx.outcome = "internal"
+        err = GatewayError(f"Internal gateway error (request id {ctx.request_id}).")
+        response = openai_error_response(err, ctx)
+    else:
+        if not response.prepared:
+            response.headers.update(ctx.response_headers())
+    finally:
+        if metrics is not None:
+            metrics.in_flight -= 1
+            metrics.request_done(
+                endpoint or "", ctx.model_group, ctx.outcome, time.perf_counter() - ctx.started
+            )
+    return response

@@ -1,0 +1,135 @@
+"""OpenAI request bodies -> internal requests: read, size-limit, parse, validate what we need.
+
+Only what the gateway itself relies on is checked; every other field passes through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from lockgate.core.errors import BadRequest, PayloadTooLarge
+from lockgate.core.types import JSON, ChatRequest, EmbeddingRequest
+
+_POSITIVE_INTS = ("max_tokens", "max_completion_tokens", "n")
+
+
+async def read_json(request: web.Request, limit: int) -> JSON:
+    length = request.content_length
+    if length is not None and length > limit:
+        raise _too_large(limit)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise _too_large(limit) from exc
+    if len(raw) > limit:
+        raise _too_large(limit)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(
+            "We could not parse the JSON body of your request: "
+            f"{exc.msg} (line {exc.lineno}, column {exc.colno})."
+        ) from None
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.", code="invalid_type")
+    return body
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is larger than the gateway's limit of {limit} bytes.")
+
+
+def parse_chat(body: JSON) -> ChatRequest:
+    model = _model(body)
+    messages = body.get("messages")
+    if messages is None:
+        raise _missing("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest(
+            "'messages' must be a non-empty array.", param="messages", code="invalid_value"
+        )
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _type(f"messages[{i}]", "an object")
+        if not isinstance(message.get("role"), str):
+            raise _missing(f"messages[{i}].role")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _type("stream", "a boolean")
+    for name in _POSITIVE_INTS:
+        value = body.get(name)
+        if value is not None and (not _is_int(value) or value < 1):
+            raise BadRequest(
+                f"'{name}' must be an integer of at least 1.", param=name, code="invalid_value"
+            )
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise _type("stream_options", "an object")
+    include_usage = bool(options and options.get("include_usage"))
+    return ChatRequest(
+        body=body,
+        model=model,
+        stream=bool(stream),
+        include_usage=include_usage,
+        fallbacks=_fallbacks(body),
+    )
+
+
+def _fallbacks(body: JSON) -> tuple[str, ...] | None:
+    """The gateway's own `fallbacks` field (sent with `extra_body`); never sent upstream."""
+    if "fallbacks" not in body:
+        return None
+    value = body.pop("fallbacks")
+    if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+        raise _type("fallbacks", "an array of model names")
+    return tuple(value)
+
+
+def parse_embeddings(body: JSON) -> EmbeddingRequest:
+    model = _model(body)
+    if "input" not in body:
+        raise _missing("input")
+    data = body["input"]
+    if isinstance(data, str):
+        ok = True
+    elif isinstance(data, list) and data:
+        ok = (
+            all(isinstance(x, str) for x in data)
+            or all(_is_int(x) for x in data)
+            or all(isinstance(x, list) and x and all(_is_int(t) for t in x) for x in data)
+        )
+    else:
+        ok = False
+    if not ok:
+        raise BadRequest(
+            "'input' must be a string, an array of strings, or an array of token arrays.",
+            param="input",
+            code="invalid_value",
+        )
+    return EmbeddingRequest(body=body, model=model)
+
+
+def _model(body: JSON) -> str:
+    model = body.get("model")
+    if model is None:
+        raise _missing("model")
+    if not isinstance(model, str) or not model:
+        raise _type("model", "a non-empty string")
+    return model
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _missing(param: str) -> BadRequest:
+    return BadRequest(
+        f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+    )
+
+
+def _type(param: str, what: str) -> BadRequest:
+    return BadRequest(f"'{param}' must be {what}.", param=param, code="invalid_type")

@@ -1,0 +1,1 @@
+"""Typed configuration: the schema, and loading it from YAML or the environment."""

@@ -1,0 +1,213 @@
+"""The configuration schema: typed models that reject unknown keys."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from lockgate.providers.registry import provider_names
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 4000
+    master_key: SecretStr | None = None
+    max_body_bytes: Annotated[int, Field(gt=0)] = 16 * 1024 * 1024
+    shutdown_timeout: Annotated[float, Field(gt=0)] = 30.0
+    log_level: str = "INFO"
+
+
+class Prices(Strict):
+    """USD per million tokens, for this deployment instead of the genai-prices figures: for
+    cost accounting and cost-aware routing. Cached input, cache writes and reasoning cost
+    what input/output cost unless the provider bills them apart."""
+
+    input: Annotated[Decimal, Field(ge=0)]
+    output: Annotated[Decimal, Field(ge=0)]
+    cached_input: Annotated[Decimal, Field(ge=0)] | None = None
+    cache_write: Annotated[Decimal, Field(ge=0)] | None = None
+    reasoning: Annotated[Decimal, Field(ge=0)] | None = None
+
+
+class DeploymentConfig(Strict):
+    provider: str
+    model: str
+    id: str | None = None
+    api_base: AnyHttpUrl | None = None
+    api_key: SecretStr | None = None
+    api_keys: list[SecretStr] = Field(default_factory=list)  # a pool, used in rotation
+    weight: Annotated[float, Field(gt=0)] = 1.0
+    timeout: Annotated[float, Field(gt=0)] = 600.0  # a whole upstream call
+    connect_timeout: Annotated[float, Field(gt=0)] = 10.0
+    # Streams: the wait for the first chunk (retried or falls back, nothing was sent yet)
+    # and the longest gap between two chunks (ends the stream with an error event).
+    first_token_timeout: Annotated[float, Field(gt=0)] | None = None
+    idle_timeout: Annotated[float, Field(gt=0)] | None = 120.0
+    max_connections: Annotated[int, Field(gt=0)] = 1024
+    headers: dict[str, str] = Field(default_factory=dict)
+    prices: Prices | None = None
+    # Upstream capacity (admission control); the provider's x-ratelimit-* headers and 429s
+    # refine or set the rates when none are configured.
+    max_concurrency: Annotated[int, Field(gt=0)] | None = None
+    rpm: Annotated[int, Field(gt=0)] | None = None
+    tpm: Annotated[int, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind_of_key(self) -> DeploymentConfig:
+        if self.api_key is not None and self.api_keys:
+            raise ValueError("give api_key or api_keys, not both")
+        return self
+
+    def keys(self) -> list[str]:
+        if self.api_keys:
+            return [k.get_secret_value() for k in self.api_keys]
+        return [self.api_key.get_secret_value()] if self.api_key is not None else []
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        known = provider_names()
+        if value not in known:
+            raise ValueError(f"unknown provider {value!r}; known: {', '.join(sorted(known))}")
+        return value
+
+
+class RetryConfig(Strict):
+    """Gateway-wide retry behaviour; a model may override `retries`."""
+
+    retries: Annotated[int, Field(ge=0, le=10)] = 2  # extra attempts within one model group
+    backoff_base: Annotated[float, Field(ge=0)] = 0.25  # seconds; full jitter up to base * 2^n
+    backoff_max: Annotated[float, Field(ge=0)] = 8.0
+    # A provider asking for a longer wait than this sends the request to its fallbacks.
+    max_retry_after: Annotated[float, Field(ge=0)] = 10.0
+    # A group whose every deployment cools down for at most this long (a provider's brief
+    # retry-after) is waited for; a longer cooldown sends the request to its fallbacks.
+    max_cooldown_wait: Annotated[float, Field(ge=0)] = 1.0
+    budget_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2  # retries per request, at most
+    budget_window: Annotated[float, Field(gt=0)] = 10.0  # seconds the ratio is measured over
+    budget_min_retries: Annotated[int, Field(ge=0)] = 10  # per window, so quiet times retry
+
+
+class AdmissionConfig(Strict):
+    max_wait: Annotated[float, Field(ge=0)] = 30.0  # default longest queue wait per request
+
+
+class CooldownConfig(Strict):
+    """When a deployment is taken out of rotation, and for how long."""
+
+    consecutive_failures: Annotated[int, Field(ge=1)] = 3
+    error_rate: Annotated[float, Field(gt=0, le=1)] = 0.5  # failures / calls over the window
+    min_calls: Annotated[int, Field(ge=1)] = 10  # calls in the window before the rate counts
+    window: Annotated[float, Field(gt=0)] = 30.0
+    cooldown: Annotated[float, Field(gt=0)] = 5.0  # doubled after a failed half-open probe
+    max_cooldown: Annotated[float, Field(gt=0)] = 60.0  # also caps a provider's retry-after
+
+
+class ModelConfig(Strict):
+    name: Annotated[str, Field(min_length=1)]
+    deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
+    retries: Annotated[int, Field(ge=0, le=10)] | None = None
+    strategy: Literal["weighted", "least-busy", "latency", "cost", "ordered"] = "weighted"
+    # Identical concurrent requests share one upstream call: only deterministic ones
+    # (temperature 0), all of them, or none. A request may say so itself (x-lockgate-coalesce).
+    coalesce: Literal["deterministic", "always", "off"] = "deterministic"
+    # Hedging: seconds without an answer (the first token, for streams) before a second
+    # request races the first on another deployment, or "p95" of the group's recent answers.
+    hedge_after: Annotated[float, Field(gt=0)] | Literal["p95"] | None = None
+    fallbacks: list[str] = Field(default_factory=list)
+    context_window_fallbacks: list[str] = Field(default_factory=list)
+    content_policy_fallbacks: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _wildcards_match(self) -> ModelConfig:
+        if self.name.endswith("*"):
+            return self
+        for dep in self.deployments:
+            if "*" in dep.model:
+                raise ValueError(
+                    f"deployment model {dep.model!r} has '*' but the name is not a '*'"
+                )
+        return self
+
+
+class RedisConfig(Strict):
+    """Shared state for several replicas (limits, cooldowns, cache, coalescing). Without it,
+    that state lives in each process's memory."""
+
+    url: SecretStr  # redis://[:password@]host:port/db; a secret because it may hold one
+    prefix: Annotated[str, Field(min_length=1)] = "lockgate:"  # namespaces every key
+    # Redis trouble must never hang a request: each command gives up after this long and
+    # the caller fails open to its in-process state.
+    socket_timeout: Annotated[float, Field(gt=0)] = 0.25
+
+
+_DATABASE_URL = re.compile(r"^(sqlite(\+aiosqlite)?:///.+|postgres(ql)?(\+asyncpg)?://.+)$")
+
+
+class DatabaseConfig(Strict):
+    """Keys, users, teams, budgets and the spend ledger: a SQLite file for one process,
+    PostgreSQL for several replicas. The ledger is written in batches off the hot path;
+    while the database is unreachable, records wait in memory, then in a spool file."""
+
+    # sqlite:///path/file.db or postgresql://user:pass@host:port/db; a secret (a password).
+    url: SecretStr = SecretStr("sqlite:///./lockgate.db")
+    migrate: bool = True  # apply pending migrations at start-up
+    connect_timeout: Annotated[float, Field(gt=0)] = 5.0
+    pool_size: Annotated[int, Field(ge=1)] = 5
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = 500  # ledger rows per transaction
+    flush_interval: Annotated[float, Field(gt=0)] = 0.5  # seconds a record may wait to batch
+    buffer_records: Annotated[int, Field(ge=1)] = 10_000  # in memory, before the spool
+    # Records that could not be written wait here (JSON lines) until the database is back.
+    # Each replica needs its own file. Default: lockgate-ledger.spool in the working dir.
+    spool_path: str | None = "lockgate-ledger.spool"
+    spool_max_bytes: Annotated[int, Field(ge=0)] = 256 * 1024 * 1024
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: SecretStr) -> SecretStr:
+        # The message never repeats the URL: it may hold a password.
+        if not _DATABASE_URL.match(value.get_secret_value()):
+            raise ValueError("not a sqlite:///FILE or postgresql://... URL")
+        return value
+
+
+class Config(Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    redis: RedisConfig | None = None
+    # `database: null` turns persistence off: costs still show in headers and metrics.
+    database: DatabaseConfig | None = Field(default_factory=DatabaseConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    models: list[ModelConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        seen: set[str] = set()
+        for model in self.models:
+            if model.name in seen:
+                raise ValueError(f"model name {model.name!r} is configured twice")
+            seen.add(model.name)
+        for model in self.models:
+            for kind in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+                for name in getattr(model, kind):
+                    if name not in seen or name == model.name:
+                        raise ValueError(
+                            f"models.{model.name}.{kind}: {name!r} is not another configured model"
+                        )
+        return self

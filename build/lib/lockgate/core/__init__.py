@@ -1,0 +1,1 @@
+"""The request pipeline and what it is made of: errors, types, routing, tasks."""

@@ -1,0 +1,247 @@
+"""Upstream admission control: send a deployment no more than it can take.
+
+Each deployment has a concurrency limit and request/token buckets (RPM/TPM), configured or
+learned from what the provider advertises (`x-ratelimit-*`) and from its 429s: a 429
+halves the rate and pauses the deployment for the wait it asked for; each success adds
+some rate back (additive increase, multiplicative decrease). Requests beyond capacity wait
+in a priority queue instead of being sent to collect 429s; one whose wait would pass its
+`max_wait` or deadline is refused at once with `QueueFull`, whose retry-after is the
+estimated wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lockgate.core.errors import RateLimited
+from lockgate.core.types import RateLimitInfo
+
+
+class QueueFull(RateLimited):
+    """The deployment could not take the request within its allowed wait; nothing was sent."""
+
+    kind = "queue_full"
+    default_code = "upstream_capacity_exceeded"
+
+
+class Bucket:
+    """Refilled continuously at ``limit`` per minute (times ``factor``), holding up to
+    ``capacity`` (a minute's worth unless the provider shows it holds less)."""
+
+    def __init__(self, limit: float, now: float, capacity: float | None = None) -> None:
+        self.limit = limit
+        self.capacity = limit if capacity is None else capacity
+        self.factor = 1.0
+        self.level = self.capacity
+        self.learned = False  # sized from what the provider showed, not from config
+        self._at = now
+
+    @property
+    def rate(self) -> float:  # per second
+        return self.limit * self.factor / 60.0
+
+    def available(self, now: float) -> float:
+        self.level = min(self.capacity, self.level + (now - self._at) * self.rate)
+        self._at = now
+        return self.level
+
+    def seconds_until(self, amount: float, now: float) -> float:
+        missing = min(amount, self.capacity) - self.available(now)
+        return max(missing, 0.0) / self.rate if self.rate > 0 else float("inf")
+
+
+@dataclass(order=True)
+class _Waiter:
+    rank: tuple[int, int]
+    tokens: int = field(compare=False)
+    future: asyncio.Future[None] = field(compare=False)
+    gone: bool = field(default=False, compare=False)
+
+
+class Admission:
+    def __init__(
+        self,
+        *,
+        max_concurrency: int | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        typical_latency: Callable[[], float] = lambda: 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        now = clock()
+        self.max_concurrency = max_concurrency
+        self.in_flight = 0
+        self.requests = Bucket(rpm, now) if rpm else None
+        self.tokens = Bucket(tpm, now) if tpm else None
+        self._paused_until = 0.0
+        self._queue: list[_Waiter] = []
+        self._seq = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self.typical_latency = typical_latency  # seconds a call takes, for estimates
+        self._clock = clock
+
+    # -- taking and giving back capacity --------------------------------------------------
+
+    def try_acquire(self, tokens: int) -> bool:
+        """Take capacity now if it is there and nobody is queued ahead."""
+        if self._queue and any(not w.gone for w in self._queue):
+            return False
+        return self._take(tokens)
+
+    async def wait(self, priority: int, tokens: int, max_wait: float) -> None:
+        """Queue for capacity; QueueFull when it would take longer than ``max_wait``."""
+        estimate = self.estimated_wait(tokens)
+        if estimate > max_wait:
+            raise self._full(estimate)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter((-priority, next(self._seq)), tokens, future)
+        heapq.heappush(self._queue, waiter)
+        self._dispatch()
+        try:
+            await asyncio.wait_for(future, max_wait)
+        except TimeoutError:
+            waiter.gone = True
+            raise self._full(self.estimated_wait(tokens)) from None
+        except asyncio.CancelledError:
+            waiter.gone = True
+            if future.done() and not future.cancelled():
+                self.release()  # granted just as the caller went away
+            raise
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._dispatch()
+
+    def _take(self, tokens: int) -> bool:
+        now = self._clock()
+        if now < self._paused_until:
+            return False
+        if self.max_concurrency is not None and self.in_flight >= self.max_concurrency:
+            return False
+        if self.requests is not None and self.requests.available(now) < 1:
+            return False
+        if self.tokens is not None and self.tokens.available(now) < min(
+            tokens, self.tokens.capacity
+        ):
+            return False
+        if self.requests is not None:
+            self.requests.level -= 1
+        if self.tokens is not None:
+            self.tokens.level -= tokens
+        self.in_flight += 1
+        return True
+
+    def _dispatch(self) -> None:
+        queue = self._queue
+        while queue:
+            head = queue[0]
+            if head.gone or head.future.done():
+                heapq.heappop(queue)
+                continue
+            if not self._take(head.tokens):
+                break
+            heapq.heappop(queue)
+            head.future.set_result(None)
+        if any(not w.gone for w in queue):
+            self._schedule()
+
+    def _schedule(self) -> None:
+        """Wake the queue when the buckets will have refilled (a release wakes it too)."""
+        if self._timer is not None and not self._timer.cancelled():
+            return
+        head = next((w for w in sorted(self._queue) if not w.gone), None)
+        if head is None:
+            return
+        delay = self._rate_wait(head.tokens, self._clock())
+        if delay <= 0:
+            return  # only concurrency is short: a release will dispatch
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    # -- estimates ---------------------------------------------------------------------
+
+    def _rate_wait(self, tokens: int, now: float) -> float:
+        wait = max(self._paused_until - now, 0.0)
+        if self.requests is not None:
+            wait = max(wait, self.requests.seconds_until(1, now))
+        if self.tokens is not None:
+            wait = max(wait, self.tokens.seconds_until(tokens, now))
+        return wait
+
+    def estimated_wait(self, tokens: int) -> float:
+        """How long a new request would wait: the queue ahead of it drains at the rate the
+        buckets refill, or as calls finish when concurrency is the limit."""
+        now = self._clock()
+        ahead = [w for w in self._queue if not w.gone]
+        wait = self._rate_wait(tokens, now)
+        if ahead and self.requests is not None and self.requests.rate > 0:
+            wait += len(ahead) / self.requests.rate
+        if ahead and self.tokens is not None and self.tokens.rate > 0:
+            wait = max(wait, sum(w.tokens for w in ahead) / self.tokens.rate)
+        if self.max_concurrency is not None and self.in_flight >= self.max_concurrency:
+            rounds = (len(ahead) + 1) / self.max_concurrency
+            wait = max(wait, rounds * self.typical_latency())
+        return wait
+
+    def _full(self, estimate: float) -> QueueFull:
+        return QueueFull(
+            f"the upstream's capacity is taken; it would take about {estimate:.1f} s",
+            retry_after=estimate,
+        )
+
+    # -- learning ------------------------------------------------------------------------
+
+    def observe(self, info: RateLimitInfo) -> None:
+        """Adopt the limits a provider advertised, and its count of what is left.
+
+        A learned bucket holds no more than the most the provider was ever seen to have
+        left: a provider that allows a minute's budget at once shows it, one that allows
+        only a second's worth never does."""
+        now = self._clock()
+        if info.limit_requests:
+            self.requests = self._adopt(
+                self.requests, info.limit_requests, info.remaining_requests, now
+            )
+        if info.limit_tokens:
+            self.tokens = self._adopt(self.tokens, info.limit_tokens, info.remaining_tokens, now)
+        if self.requests is not None and info.remaining_requests is not None:
+            self.requests.level = min(self.requests.available(now), info.remaining_requests)
+        if self.tokens is not None and info.remaining_tokens is not None:
+            self.tokens.level = min(self.tokens.available(now), info.remaining_tokens)
+
+    def _adopt(
+        self, bucket: Bucket | None, limit: int, remaining: int | None, now: float
+    ) -> Bucket:
+        seen = max(float(remaining or 0) + 1.0, 1.0)
+        if bucket is None:
+            learned = Bucket(limit, now, capacity=min(limit, seen))
+            learned.learned = True
+            return learned
+        bucket.available(now)
+        bucket.limit = limit
+        if bucket.learned:
+            bucket.capacity = min(limit, max(bucket.capacity, seen))
+        return bucket
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        """A 429: halve the rates, and send nothing until the provider's wait is over."""
+        now = self._clock()
+        for bucket in (self.requests, self.tokens):
+            if bucket is not None:
+                bucket.factor = max(bucket.factor * 0.5, 0.05)
+                bucket.available(now)
+                bucket.level = min(bucket.level, 0.0)
+        self._paused_until = max(self._paused_until, now + (retry_after or 1.0))
+
+    def succeeded(self) -> None:
+        for bucket in (self.requests, self.tokens):
+            if bucket is not None and bucket.factor < 1.0:
+                bucket.factor = min(bucket.factor + 0.05, 1.0)

@@ -1,0 +1,47 @@
+"""The one place background tasks are spawned: tracked, and drained on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class TaskTracker:
+    """Owns every background task so that shutdown can wait for (or cancel) all of them."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        if self._closed:
+            coro.close()
+            raise RuntimeError(f"task tracker is closed; refused {name!r}")
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("background task %s failed: %r", task.get_name(), exc)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, grace: float) -> None:
+        """Refuse new tasks, wait up to ``grace`` seconds for running ones, cancel the rest."""
+        self._closed = True
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        for task in pending:
+            log.warning("cancelling background task %s at shutdown", task.get_name())
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)

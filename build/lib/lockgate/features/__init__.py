@@ -1,0 +1,1 @@
+"""Features that hang off the pipeline: metrics (and later cache, limits, budgets)."""

@@ -1,0 +1,1 @@
+"""Provider adapters: the protocol, the registry, one module per provider family."""

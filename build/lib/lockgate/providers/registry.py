@@ -1,0 +1,56 @@
+"""Provider registry: a deployment's `provider:` name -> the adapter that serves it.
+
+Each provider family registers a factory as a "module:function" path, imported on first
+use, so that start-up loads only the adapters the config names. A factory takes the
+deployment's config and a `ProviderContext` and returns a `Provider`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+from lockgate.providers.keys import KeyEvent, KeyPool
+from lockgate.providers.profiles import PROFILES
+from lockgate.providers.ratelimits import LimitsSeen
+
+if TYPE_CHECKING:
+    from lockgate.config.schema import DeploymentConfig
+    from lockgate.providers.base import Provider
+    from lockgate.providers.http import HttpPool
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderContext:
+    """What the gateway hands every adapter besides its own config."""
+
+    deployment: str  # the deployment's id, for key-pool reports
+    http: HttpPool  # pooled HTTP sessions, one per upstream origin
+    on_key_event: KeyEvent  # a pool key was disabled or rested
+    on_limits: LimitsSeen  # the provider advertised its rate limits on a response
+
+    def key_pool(self, keys: list[str]) -> KeyPool | None:
+        """A rotating pool when the deployment has several keys; None for zero or one."""
+        if len(keys) < 2:
+            return None
+        return KeyPool(keys, deployment=self.deployment, on_event=self.on_key_event)
+
+
+Factory = Callable[["DeploymentConfig", ProviderContext], "Provider"]
+
+_OPENAI_COMPATIBLE = "lockgate.providers.openai_compat:from_config"
+
+# provider name -> "module:function" of its factory.
+ADAPTERS: dict[str, str] = {name: _OPENAI_COMPATIBLE for name in PROFILES}
+
+
+def provider_names() -> frozenset[str]:
+    return frozenset(ADAPTERS)
+
+
+def create_provider(cfg: DeploymentConfig, ctx: ProviderContext) -> Provider:
+    module, _, function = ADAPTERS[cfg.provider].partition(":")
+    factory = cast(Factory, getattr(importlib.import_module(module), function))
+    return factory(cfg, ctx)
