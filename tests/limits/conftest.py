@@ -162,3 +162,27 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def refusing_server() -> AsyncIterator[int]:
+    """A port that speaks Redis's protocol and refuses every command, as a proxy that does
+    not run scripts does: each command (a RESP array) gets ``-ERR unknown command``."""
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError, ValueError):
+            while True:
+                header = await reader.readline()
+                if not header:
+                    break
+                for _ in range(int(header[1:])):  # "*N": N bulk strings "$len" + data
+                    size = int((await reader.readline())[1:])
+                    await reader.readexactly(size + 2)
+                writer.write(b"-ERR unknown command, this proxy does not run scripts\r\n")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()

@@ -142,3 +142,21 @@ async def test_a_settle_while_redis_is_away_charges_the_local_cells(
     local = await limiter.check(limits, tokens=0)
     assert local.ticket.backend == "local"
     assert local.headers["x-ratelimit-remaining-tokens"] == "400"
+
+
+async def test_a_redis_that_refuses_scripts_is_not_silently_per_replica(
+    shared_redis: SharedFactory,
+    refusing_server: int,
+    clock: Clock,
+    metrics: LimitMetrics,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    shared = shared_redis(url=f"redis://127.0.0.1:{refusing_server}/0", socket_timeout=0.2)
+    limiter = RedisRateLimiter(shared, metrics=metrics, clock=clock, probe_interval=60)
+    with caplog.at_level(logging.ERROR, logger="lockgate.limits"):
+        grant = await limiter.check([RateLimit("key", "k1", rpm=10)])
+    assert grant.ticket.backend == "local"  # still enforced, never failed
+    [record] = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
+    assert "does not run scripts" in record.getMessage()  # Redis's own reason, logged
+    assert record.levelno == logging.ERROR
+    assert metrics.local_mode == {"rate_limits": True}
