@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from lockgate.core.errors import BudgetExceeded
-from lockgate.features.budgets import Budget, period_bounds
+from lockgate.features.budgets import Budget, LocalBudgets, period_bounds
 from lockgate.features.limit_metrics import LimitMetrics
 from lockgate.features.money import UNITS_PER_USD, usd_to_units
 from tests.limits.conftest import Clock
@@ -189,3 +189,15 @@ async def test_money_units() -> None:
     assert usd_to_units(0.15) == 150_000_000
     assert usd_to_units("12.5") == 12_500_000_000
     assert usd_to_units(1e-10) == 1  # rounded up, never to nothing
+
+
+async def test_in_process_memory_follows_what_is_in_flight(clock: Clock) -> None:
+    """Settled reservations do not pile up until they would have expired."""
+    engine = LocalBudgets(clock=clock)
+    budget = Budget("team", "t1", limit=10**12, period="monthly")
+    for _ in range(5000):
+        await engine.settle(await engine.reserve([budget], 10), 10)
+    [counters] = engine._counters.values()
+    assert len(counters.held) == 0
+    assert len(counters.expiries) <= 64 + 1
+    assert engine.usage(budget) == (50_000, 0)

@@ -88,6 +88,7 @@ async def test_a_refusal_consumes_nothing_from_the_other_limits(
     with pytest.raises(RateLimitExceeded) as info:
         await limiter.check([key, team], tokens=30)  # the team's rpm refuses
     assert "team" in info.value.message and "RPM" in info.value.message
+    assert (info.value.scope, info.value.limit) == ("team", "rpm")
     await limiter.check([key], tokens=30)  # the key alone still has room
     with pytest.raises(RateLimitExceeded):
         await limiter.check([key, team], tokens=50)
@@ -202,3 +203,13 @@ def test_openai_duration_format() -> None:
     assert openai_duration(1.5) == "1.5s"
     assert openai_duration(360) == "6m0s"
     assert openai_duration(3723.5) == "1h2m3.5s"
+
+
+async def test_negative_tokens_are_a_programming_error(make_limiter: Factory) -> None:
+    limiter = make_limiter()
+    limits = [RateLimit("key", "k1", tpm=100)]
+    with pytest.raises(ValueError, match="tokens"):
+        await limiter.check(limits, tokens=-5)
+    grant = await limiter.check(limits, tokens=5)
+    with pytest.raises(ValueError, match="tokens"):
+        await limiter.settle(grant.ticket, -1)

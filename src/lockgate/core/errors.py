@@ -120,11 +120,15 @@ class RateLimitExceeded(RateLimited):
         message: str,
         *,
         unit: str,
+        scope: str,
+        limit: str,
         retry_after: float | None,
         headers: Mapping[str, str],
     ) -> None:
         super().__init__(message, retry_after=retry_after, headers=headers)
         self.type = unit  # type: ignore[misc]
+        self.scope = scope  # key, user, team
+        self.limit = limit  # rpm, tpm, rpd, tpd
 
 
 class BudgetExceeded(GatewayError):

@@ -202,6 +202,16 @@ class _Counters:
                 del self.held[rid]
                 self.reserved -= held[0]
 
+    def release(self, rid: str) -> None:
+        held = self.held.pop(rid, None)
+        if held is not None:
+            self.reserved -= held[0]
+        # Settled reservations leave their expiry in the heap; rebuild it before those
+        # outnumber the live ones, so memory follows what is in flight, not the traffic.
+        if len(self.expiries) > 2 * len(self.held) + 64:
+            self.expiries = [(expiry, r) for r, (_, expiry) in self.held.items()]
+            heapq.heapify(self.expiries)
+
 
 class LocalBudgets:
     """Budgets in this process's memory: exact for one replica, per replica for many."""
@@ -263,13 +273,13 @@ class LocalBudgets:
         return self.settle_now(reservation, cost)
 
     def settle_now(self, reservation: Reservation, cost: int) -> list[BudgetAlert]:
+        if cost < 0:
+            raise ValueError(f"cost must be >= 0, got {cost}")
         now = self._clock()
         alerts = []
         for hold in reservation.holds:
             c = self._open(hold, now)
-            held = c.held.pop(reservation.id, None)
-            if held is not None:
-                c.reserved -= held[0]
+            c.release(reservation.id)
             c.spent += cost
             for threshold, amount in hold.budget.alert_amounts():
                 if c.spent >= amount and threshold not in c.fired:

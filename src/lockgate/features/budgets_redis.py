@@ -184,6 +184,8 @@ class RedisBudgets:
         return self.local.reserve_now(holds, max_cost)
 
     async def settle(self, reservation: Reservation, cost: int) -> list[BudgetAlert]:
+        if cost < 0:
+            raise ValueError(f"cost must be >= 0, got {cost}")
         if reservation.backend == "local" or not reservation.holds:
             return self.local.settle_now(reservation, cost)
         now = self._clock()
@@ -199,7 +201,7 @@ class RedisBudgets:
             except RedisUnavailable:
                 pass
             else:
-                return self._alerts(reservation.holds, [v.decode() for v in reply])
+                return self._alerts(reservation.holds, [_text(v) for v in reply])
         # Redis is away: the reservation there expires on its own, and the cost is counted
         # by the in-process budgets enforcing meanwhile; the ledger's ``spent`` (Budget)
         # brings the shared counters up to date when Redis is back.
@@ -221,3 +223,7 @@ class RedisBudgets:
             self._keys([hold])[0], ["spent", "reserved"]
         )
         return int(spent or 0), int(reserved or 0)
+
+
+def _text(value: bytes | str | int) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -137,6 +137,8 @@ def select(limits: Iterable[RateLimit], model: str | None) -> list[Rule]:
 
 
 def amounts(rules: Sequence[Rule], tokens: int) -> list[int]:
+    if tokens < 0:
+        raise ValueError(f"tokens must be >= 0, got {tokens}")
     return [1 if rule.unit == "requests" else tokens for rule in rules]
 
 
@@ -183,12 +185,18 @@ def decide(
             f"Request too large for {rule.describe()}: Limit {rule.limit}, "
             f"Requested {amount}. Ask for fewer tokens (max_tokens) or a higher limit."
         )
-        raise RateLimitExceeded(message, unit=rule.unit, retry_after=None, headers=headers)
+        raise RateLimitExceeded(
+            message, unit=rule.unit, scope=rule.scope, limit=rule.name, retry_after=None,
+            headers=headers,
+        )  # fmt: skip
     message = (
         f"Rate limit reached for {rule.describe()}: Limit {rule.limit}, "
         f"Requested {amount}. Please try again in {openai_duration(wait)}."
     )
-    raise RateLimitExceeded(message, unit=rule.unit, retry_after=wait, headers=headers)
+    raise RateLimitExceeded(
+        message, unit=rule.unit, scope=rule.scope, limit=rule.name, retry_after=wait,
+        headers=headers,
+    )  # fmt: skip
 
 
 def _headers(
@@ -271,6 +279,8 @@ class LocalRateLimiter:
         self.settle_now(ticket, tokens)
 
     def settle_now(self, ticket: Ticket, tokens: int) -> None:
+        if tokens < 0:
+            raise ValueError(f"tokens must be >= 0, got {tokens}")
         now = self._now()
         for rule in ticket.rules:
             delta = rule.cost_us(tokens) - rule.cost_us(ticket.tokens)

@@ -142,6 +142,8 @@ class RedisRateLimiter:
         return self.local.check_now(rules, tokens)
 
     async def settle(self, ticket: Ticket, tokens: int) -> None:
+        if tokens < 0:
+            raise ValueError(f"tokens must be >= 0, got {tokens}")
         if not ticket.rules or tokens == ticket.tokens:
             return
         if ticket.backend == "local":
