@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -137,18 +138,28 @@ class Switch:
         self._writers -= {writer, up_writer}
 
 
+@dataclass
+class Silent:
+    """A server that accepts connections and never answers: a hung Redis."""
+
+    port: int = 0
+    connections: int = 0
+
+
 @pytest.fixture
-async def silent_server() -> AsyncIterator[int]:
-    """A port that accepts connections and never answers: a hung Redis."""
+async def silent_server() -> AsyncIterator[Silent]:
+    silent = Silent()
     held: list[asyncio.StreamWriter] = []
 
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.connections += 1
         held.append(writer)
         with contextlib.suppress(OSError):
             await reader.read()  # until the client gives up
 
     server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
+    silent.port = server.sockets[0].getsockname()[1]
+    yield silent
     server.close()
     for writer in held:
         writer.close()

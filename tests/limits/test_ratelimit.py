@@ -185,8 +185,10 @@ async def test_a_request_larger_than_the_limit_is_refused_without_a_wait(
 
 async def test_a_limit_of_zero_admits_nothing(make_limiter: Factory) -> None:
     limiter = make_limiter()
-    with pytest.raises(RateLimitExceeded):
+    with pytest.raises(RateLimitExceeded) as info:
         await limiter.check([RateLimit("key", "k1", rpm=0)])
+    assert info.value.retry_after is None
+    assert "is 0: nothing is admitted" in info.value.message
 
 
 async def test_no_limits_admit_everything(make_limiter: Factory) -> None:

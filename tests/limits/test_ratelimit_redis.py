@@ -12,7 +12,7 @@ from lockgate.core.errors import RateLimitExceeded
 from lockgate.features.limit_metrics import LimitMetrics
 from lockgate.features.ratelimit import RateLimit
 from lockgate.features.ratelimit_redis import RedisRateLimiter
-from tests.limits.conftest import Clock, SharedFactory, Switch, closed_port
+from tests.limits.conftest import Clock, SharedFactory, Silent, Switch, closed_port
 from tests.limits.test_ratelimit import admitted
 
 
@@ -88,11 +88,11 @@ async def test_an_unreachable_redis_fails_open_fast_and_is_logged_once(
 
 
 async def test_a_hung_redis_costs_one_bounded_wait(
-    shared_redis: SharedFactory, silent_server: int, clock: Clock
+    shared_redis: SharedFactory, silent_server: Silent, clock: Clock
 ) -> None:
-    shared = shared_redis(url=f"redis://127.0.0.1:{silent_server}/0", socket_timeout=0.2)
-    limiter = RedisRateLimiter(shared, clock=clock, probe_interval=60)
-    limits = [RateLimit("key", "k1", rpm=10)]
+    url = f"redis://127.0.0.1:{silent_server.port}/0"
+    limiter = RedisRateLimiter(shared_redis(url=url, socket_timeout=0.2), probe_interval=0.3)
+    limits = [RateLimit("key", "k1", rpm=1000)]
     started = time.perf_counter()
     grant = await limiter.check(limits)
     assert time.perf_counter() - started < 1.0  # bounded by the socket timeout
@@ -100,7 +100,20 @@ async def test_a_hung_redis_costs_one_bounded_wait(
     started = time.perf_counter()
     for _ in range(5):
         await limiter.check(limits)
-    assert time.perf_counter() - started < 0.1  # no wait at all until the next probe
+    assert time.perf_counter() - started < 0.15  # no wait at all until the next probe
+    # After the probe interval, 20 concurrent requests: one probes Redis (and waits for
+    # it), the others go on in process at once.
+    await asyncio.sleep(0.35)
+    before = silent_server.connections
+
+    async def timed_check() -> float:
+        begun = time.perf_counter()
+        await limiter.check(limits)
+        return time.perf_counter() - begun
+
+    waits = sorted(await asyncio.gather(*(timed_check() for _ in range(20))))
+    assert silent_server.connections == before + 1
+    assert waits[-2] < 0.15 <= waits[-1] < 1.0  # the probe waits the 0.2 s timeout
 
 
 async def test_back_to_redis_when_it_answers_again(

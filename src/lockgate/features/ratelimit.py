@@ -182,7 +182,9 @@ def decide(
     headers.update(_headers(rules, now, tats, skip_unit=rule.unit))
     if math.isinf(wait):
         message = (
-            f"Request too large for {rule.describe()}: Limit {rule.limit}, "
+            f"The limit on {rule.describe()} is 0: nothing is admitted."
+            if rule.limit == 0
+            else f"Request too large for {rule.describe()}: Limit {rule.limit}, "
             f"Requested {amount}. Ask for fewer tokens (max_tokens) or a higher limit."
         )
         raise RateLimitExceeded(
