@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import orjson
 from aiohttp import web
 
@@ -23,8 +25,11 @@ def openai_error_body(exc: GatewayError) -> JSON:
 def openai_error_response(exc: GatewayError, ctx: RequestContext) -> web.Response:
     headers = ctx.response_headers()
     if exc.retry_after is not None:
-        headers["retry-after"] = str(max(1, round(exc.retry_after)))
-        headers["retry-after-ms"] = str(round(exc.retry_after * 1000))
+        # Rounded up: a client that waits what it was told must not be refused again.
+        headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
+        headers["retry-after-ms"] = str(math.ceil(exc.retry_after * 1000))
+    if exc.headers:
+        headers.update(exc.headers)
     return web.Response(
         status=exc.status,
         body=orjson.dumps(openai_error_body(exc)),

@@ -9,6 +9,8 @@
     ├── NotFound                      404 (unknown model)
     ├── PayloadTooLarge               413
     ├── RateLimited                   429 retryable, carries retry_after
+    │   └── RateLimitExceeded         429 a gateway rate limit (key/user/team) refused it
+    ├── BudgetExceeded                429 code=budget_exceeded, not retryable
     ├── Overloaded                    503 retryable
     │   └── CoolingDown               503 every deployment of the group is cooling down
     ├── UpstreamError                 502 retryable (provider 5xx, broken connection)
@@ -16,12 +18,13 @@
     └── Timeout                       504 retryable
 
 Adapters map transport and provider errors onto these (``raise Mapped(msg) from exc``);
-the HTTP edge renders them in the client's wire format. ``kind`` is the stable
-machine-readable name used in metrics and logs.
+the HTTP edge renders them in the client's wire format, with ``headers`` added to the
+response. ``kind`` is the stable machine-readable name used in metrics and logs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 
@@ -41,6 +44,7 @@ class GatewayError(Exception):
         retry_after: float | None = None,
         deployment: str | None = None,
         status: int | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status if status is not None else self.http_status
@@ -49,6 +53,7 @@ class GatewayError(Exception):
         self.code = code if code is not None else self.default_code
         self.retry_after = retry_after
         self.deployment = deployment
+        self.headers: dict[str, str] = dict(headers) if headers else {}
 
 
 class BadRequest(GatewayError):
@@ -100,6 +105,46 @@ class RateLimited(GatewayError):
     type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
     retryable = True
+
+
+class RateLimitExceeded(RateLimited):
+    """One of the gateway's own rate limits refused the request; nothing was called.
+
+    ``type`` is what OpenAI sends for its own limits: ``requests`` or ``tokens``.
+    ``headers`` carry OpenAI's ``x-ratelimit-*`` values for the refusing limit."""
+
+    kind = "rate_limit_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        unit: str,
+        scope: str,
+        limit: str,
+        retry_after: float | None,
+        headers: Mapping[str, str],
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, headers=headers)
+        self.type = unit  # type: ignore[misc]
+        self.scope = scope  # key, user, team
+        self.limit = limit  # rpm, tpm, rpd, tpd
+
+
+class BudgetExceeded(GatewayError):
+    """A hard budget (key, user or team) has no room for the request's maximum cost.
+
+    429 with OpenAI's ``insufficient_quota`` type, as OpenAI answers an exhausted quota,
+    and ``x-should-retry: false`` so that the SDKs do not retry what waiting will not fix."""
+
+    http_status = 429
+    kind = "budget_exceeded"
+    type = "insufficient_quota"
+    default_code = "budget_exceeded"
+
+    def __init__(self, message: str, *, scope: str) -> None:
+        super().__init__(message, headers={"x-should-retry": "false"})
+        self.scope = scope
 
 
 class Overloaded(GatewayError):

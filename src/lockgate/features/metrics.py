@@ -19,6 +19,7 @@ from prometheus_client.core import (
 )
 
 from lockgate.core.types import Usage
+from lockgate.features.limit_metrics import LimitMetrics
 
 LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
@@ -69,8 +70,10 @@ class Metrics:
         self.circuit_state: dict[str, str] = {}  # deployment -> closed/open/half_open
         self.provider_keys: dict[tuple[str, str], int] = {}  # deployment, disabled/rested
         self.coalesced: dict[str, int] = {}  # model -> requests answered by a shared call
+        self.limits = LimitMetrics()  # rate limits and budgets
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
+        self.registry.register(self.limits)
 
     # -- hot path -------------------------------------------------------------------------
 

@@ -1,0 +1,167 @@
+"""Cost of the rate-limit and budget engines per request, in process and through Redis.
+
+    .venv/bin/python bench/limits.py [--redis redis://127.0.0.1:6379/0] [--n 20000]
+                                     [--no-write]
+
+A request's typical check: six rate-limit cells (key RPM and TPM, user RPM, team TPM and
+TPD, key+model RPM) checked and charged at once, then its tokens settled; and a budget
+reservation on two scopes (key, team) settled after. Each is timed call by call on one
+event loop (uvloop when installed), sequentially, so the Redis figures are one round trip
+plus the script; a last run puts 64 checks in flight at once for the Redis throughput.
+Limits are high enough that everything is admitted. Keys live under a unique prefix and
+are deleted afterwards. Writes the table into docs/limits.md (section `bench`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import benchlib
+from lockgate.config.schema import RedisConfig
+from lockgate.features.budgets import Budget, LocalBudgets
+from lockgate.features.budgets_redis import RedisBudgets
+from lockgate.features.ratelimit import LocalRateLimiter, RateLimit
+from lockgate.features.ratelimit_redis import RedisRateLimiter
+from lockgate.storage.redis import SharedRedis
+
+DOCS = benchlib.ROOT / "docs" / "limits.md"
+BIG = 10**12
+LIMITS = [
+    RateLimit("key", "key-1", rpm=BIG, tpm=BIG),
+    RateLimit("user", "user-1", rpm=BIG),
+    RateLimit("team", "team-1", tpm=BIG, tpd=BIG),
+    RateLimit("key", "key-1", rpm=BIG, model="gpt-4o-mini"),
+]
+BUDGETS = [
+    Budget("key", "key-1", limit=BIG * 1000, period="monthly"),
+    Budget("team", "team-1", limit=BIG * 1000, period="daily"),
+]
+
+
+async def timed(call: Callable[[], Awaitable[object]], n: int) -> list[float]:
+    """Microseconds of each of ``n`` sequential calls, after a warm-up."""
+    for _ in range(min(n // 10, 500)):
+        await call()
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter_ns()
+        await call()
+        samples.append((time.perf_counter_ns() - started) / 1000)
+    return samples
+
+
+def row(name: str, samples: list[float]) -> str:
+    cuts = statistics.quantiles(samples, n=100)
+    return f"| {name} | {statistics.median(samples):.1f} | {cuts[98]:.1f} | {len(samples)} |"
+
+
+async def rate_check(limiter: LocalRateLimiter | RedisRateLimiter) -> None:
+    grant = await limiter.check(LIMITS, model="gpt-4o-mini", tokens=1200)
+    await limiter.settle(grant.ticket, 400)
+
+
+async def check_only(limiter: LocalRateLimiter | RedisRateLimiter) -> None:
+    await limiter.check(LIMITS, model="gpt-4o-mini", tokens=1200)
+
+
+async def budget_cycle(budgets: LocalBudgets | RedisBudgets) -> None:
+    reservation = await budgets.reserve(BUDGETS, 5_000_000)
+    await budgets.settle(reservation, 1_000_000)
+
+
+async def run(args: argparse.Namespace) -> str:
+    rows = []
+    local = LocalRateLimiter()
+    local_budgets = LocalBudgets()
+    rows.append(
+        row("rate limits: check, in process", await timed(lambda: check_only(local), args.n))
+    )
+    rows.append(
+        row(
+            "rate limits: check + settle, in process",
+            await timed(lambda: rate_check(local), args.n),
+        )
+    )
+    rows.append(
+        row(
+            "budgets: reserve + settle, in process",
+            await timed(lambda: budget_cycle(local_budgets), args.n),
+        )
+    )
+    prefix = f"lgbench:{os.urandom(6).hex()}:"
+    shared = SharedRedis(RedisConfig.model_validate({"url": args.redis, "prefix": prefix}))
+    throughput = ""
+    try:
+        await shared.client.ping()
+        redis = RedisRateLimiter(shared)
+        budgets = RedisBudgets(shared)
+        n = max(1000, args.n // 4)
+        rows.append(row("rate limits: check, Redis", await timed(lambda: check_only(redis), n)))
+        rows.append(
+            row("rate limits: check + settle, Redis", await timed(lambda: rate_check(redis), n))
+        )
+        rows.append(
+            row("budgets: reserve + settle, Redis", await timed(lambda: budget_cycle(budgets), n))
+        )
+        ping = await timed(shared.client.ping, n)
+        rows.append(row("(Redis PING round trip, for reference)", ping))
+        started = time.perf_counter()
+        total = 64 * (n // 16)
+
+        async def worker() -> None:
+            for _ in range(n // 16):
+                await check_only(redis)
+
+        await asyncio.gather(*(worker() for _ in range(64)))
+        rate = total / (time.perf_counter() - started)
+        throughput = f"\n64 checks in flight through one client: {rate:,.0f} checks/s.\n"
+        assert not redis.failopen.down and not budgets.failopen.down, "Redis failed during the run"
+    finally:
+        keys = [k async for k in shared.client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await shared.client.delete(*keys)
+        await shared.close()
+    command = " ".join([".venv/bin/python bench/limits.py", *sys.argv[1:]])
+    return (
+        f"Measured {time.strftime('%Y-%m-%d')} with `{command}`"
+        f" on {benchlib.cpu_model()}, Python {platform.python_version()}, Redis on loopback"
+        f" (shared machine: load average {os.getloadavg()[0]:.2f}).\n\n"
+        "| operation | median µs | p99 µs | calls |\n|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n"
+        + throughput
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--redis", default=os.environ.get("LOCKGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--output", type=Path, default=DOCS)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        text = uvloop.run(run(args))
+    except ImportError:
+        text = asyncio.run(run(args))
+    print(text)
+    if not args.no_write:
+        benchlib.write_section(args.output, "bench", text)
+        print(f"written to {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    benchlib.run_main(main)

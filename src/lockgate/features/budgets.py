@@ -1,0 +1,294 @@
+"""Budgets per key, user and team: reserve a request's maximum cost, settle its real cost.
+
+Before the call the pipeline reserves the most the request can cost (prompt tokens plus
+``max_tokens`` at the model's prices) on every applicable budget at once; it is refused
+when any budget's ``spent + reserved + max_cost`` would pass its limit. After the call
+``settle`` releases the reservation and adds the real cost (a stream cut short is billed
+for what was produced). So concurrent requests overshoot a hard budget by no more than
+the difference between what is in flight and what it really costs, and never once the
+budget is spent. A reservation that is never settled (a crashed replica) expires.
+
+Periods are UTC: daily from midnight, weekly from Monday, monthly from the 1st; each
+period has its own counters, so a new period starts at 0. Soft alerts fire once per
+period and scope when settled spend crosses a fraction of the limit: a log event
+(``lockgate.limits``, ``budget_alert``) and ``lockgate_budget_alerts``.
+Amounts are ints of ``money.MONEY_UNIT``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol
+from urllib.parse import quote
+
+from lockgate.core.errors import BudgetExceeded
+from lockgate.features.limit_metrics import LimitMetrics
+from lockgate.features.money import MONEY_UNIT, format_usd
+
+log = logging.getLogger("lockgate.limits")
+
+Period = Literal["daily", "weekly", "monthly"]
+DEFAULT_RESERVATION_TTL = 1800.0  # seconds; longer than any call a deployment allows
+_KEEP_AFTER_PERIOD = 86_400.0  # a finished period's counters stay a day for late settles
+_PER = {"daily": "per day ", "weekly": "per week ", "monthly": "per month "}
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """One scope's hard budget as stored: ``limit`` money units per ``period`` (None: for
+    ever). ``spent`` is what the ledger recorded in the period that began at
+    ``spent_since``; it seeds the counters when the engine has none (after a restart or a
+    Redis flush) and repairs them if the ledger knows more. It is ignored for any other
+    period, so a figure loaded before midnight never carries into the next day."""
+
+    scope: str  # key, user, team: a metric label, so a small fixed set
+    scope_id: str
+    limit: int
+    period: Period | None = None
+    alerts: tuple[float, ...] = (0.8,)  # soft thresholds, fractions of the limit
+    spent: int = 0
+    spent_since: datetime | None = None
+
+    def alert_amounts(self) -> list[tuple[str, int]]:
+        return [(f"{t:g}", math.ceil(self.limit * t)) for t in self.alerts]
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A budget's counters for the period a reservation was made in."""
+
+    budget: Budget
+    period: str  # "d2026-11-24", "w2026-11-23", "m2026-11-01" (the start), or "total"
+    resets_at: float | None  # epoch seconds of the next period, None for ever
+    floor: int  # the ledger's spend for this period, or -1 when it does not apply
+
+    @property
+    def key(self) -> str:
+        return f"{self.budget.scope}:{quote(self.budget.scope_id, safe='')}:{self.period}"
+
+    def keep_until(self) -> float | None:
+        """When the counters may be dropped: after the period, once late settles are in."""
+        return None if self.resets_at is None else self.resets_at + _KEEP_AFTER_PERIOD
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    id: str
+    amount: int
+    holds: tuple[Hold, ...]
+    backend: str  # "local" or "redis": where the reservation lives
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetAlert:
+    scope: str
+    scope_id: str
+    threshold: str  # as configured, e.g. "0.8"
+    spent: int
+    limit: int
+    period: str
+
+
+class BudgetEngine(Protocol):
+    async def reserve(self, budgets: Iterable[Budget], max_cost: int) -> Reservation:
+        """Hold ``max_cost`` on every budget at once, or raise BudgetExceeded holding
+        nothing."""
+        ...
+
+    async def settle(self, reservation: Reservation, cost: int) -> list[BudgetAlert]:
+        """Release the reservation and add the real ``cost``; call it exactly once. Returns
+        the soft alerts this crossed (already logged and counted)."""
+        ...
+
+
+def period_bounds(period: Period, now: datetime) -> tuple[datetime, datetime]:
+    """The UTC period containing ``now``: [start, end)."""
+    day = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    if period == "daily":
+        return day, day + timedelta(days=1)
+    if period == "weekly":
+        start = day - timedelta(days=day.weekday())
+        return start, start + timedelta(days=7)
+    start = day.replace(day=1)
+    end = (
+        start.replace(year=start.year + 1, month=1)
+        if start.month == 12
+        else start.replace(month=start.month + 1)
+    )
+    return start, end
+
+
+def plan(budgets: Iterable[Budget], now: float) -> list[Hold]:
+    """The counters a request at ``now`` (epoch seconds) reserves on, each scope once."""
+    holds: dict[tuple[str, str], Hold] = {}
+    moment = datetime.fromtimestamp(now, UTC)
+    for budget in budgets:
+        if budget.limit < 0:
+            raise ValueError(f"budget limit must be >= 0, got {budget.limit}")
+        if budget.period is None:
+            hold = Hold(budget, "total", None, budget.spent)
+        else:
+            start, end = period_bounds(budget.period, moment)
+            ledger = budget.spent_since is not None and budget.spent_since == start
+            period = f"{budget.period[0]}{start:%Y-%m-%d}"
+            hold = Hold(budget, period, end.timestamp(), budget.spent if ledger else -1)
+        holds.setdefault((budget.scope, budget.scope_id), hold)
+    return list(holds.values())
+
+
+def new_id() -> str:
+    return os.urandom(9).hex()
+
+
+def refusal(
+    hold: Hold, spent: int, reserved: int, amount: int, metrics: LimitMetrics | None
+) -> BudgetExceeded:
+    budget = hold.budget
+    if metrics is not None:
+        metrics.refused(budget.scope)
+    per = _PER[budget.period] if budget.period else ""
+    if hold.resets_at is None:
+        resets = "It does not reset."
+    else:
+        at = datetime.fromtimestamp(hold.resets_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        resets = f"It resets at {at}."
+    held = f" and {format_usd(reserved)} held by requests in flight" if reserved else ""
+    return BudgetExceeded(
+        f"Budget exceeded for this {budget.scope}: {format_usd(spent)} spent{held} of "
+        f"{format_usd(budget.limit)} {per}and this request may cost up to "
+        f"{format_usd(amount)}. {resets}",
+        scope=budget.scope,
+    )
+
+
+def alerted(hold: Hold, threshold: str, spent: int, metrics: LimitMetrics | None) -> BudgetAlert:
+    budget = hold.budget
+    alert = BudgetAlert(budget.scope, budget.scope_id, threshold, spent, budget.limit, hold.period)
+    if metrics is not None:
+        metrics.alert(budget.scope, float(threshold))
+    log.warning(
+        "budget_alert: %s %s spent %d of %d %s (threshold %s) in period %s",
+        budget.scope, budget.scope_id, spent, budget.limit, MONEY_UNIT, threshold, hold.period,
+        extra={"event": "budget_alert", "scope": budget.scope, "scope_id": budget.scope_id,
+               "threshold": threshold, "spent": spent, "limit": budget.limit,
+               "unit": MONEY_UNIT, "period": hold.period},
+    )  # fmt: skip
+    return alert
+
+
+@dataclass(slots=True)
+class _Counters:
+    """One scope's counters for one period."""
+
+    keep_until: float | None
+    spent: int = 0
+    reserved: int = 0
+    held: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> amount, expiry
+    expiries: list[tuple[float, str]] = field(default_factory=list)  # heap
+    fired: set[str] = field(default_factory=set)
+
+    def expire(self, now: float) -> None:
+        while self.expiries and self.expiries[0][0] <= now:
+            expiry, rid = heapq.heappop(self.expiries)
+            held = self.held.get(rid)
+            if held is not None and held[1] == expiry:
+                del self.held[rid]
+                self.reserved -= held[0]
+
+    def release(self, rid: str) -> None:
+        held = self.held.pop(rid, None)
+        if held is not None:
+            self.reserved -= held[0]
+        # Settled reservations leave their expiry in the heap; rebuild it before those
+        # outnumber the live ones, so memory follows what is in flight, not the traffic.
+        if len(self.expiries) > 2 * len(self.held) + 64:
+            self.expiries = [(expiry, r) for r, (_, expiry) in self.held.items()]
+            heapq.heapify(self.expiries)
+
+
+class LocalBudgets:
+    """Budgets in this process's memory: exact for one replica, per replica for many."""
+
+    _SWEEP_EVERY = 1024  # operations between drops of finished periods' counters
+
+    def __init__(
+        self,
+        *,
+        metrics: LimitMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+        reservation_ttl: float = DEFAULT_RESERVATION_TTL,
+    ) -> None:
+        self._counters: dict[str, _Counters] = {}
+        self._metrics = metrics
+        self._clock = clock
+        self.reservation_ttl = reservation_ttl
+        self._ops = 0
+
+    def _open(self, hold: Hold, now: float) -> _Counters:
+        counters = self._counters.get(hold.key)
+        if counters is None:
+            counters = self._counters[hold.key] = _Counters(hold.keep_until())
+        counters.expire(now)
+        if hold.floor > counters.spent:
+            counters.spent = hold.floor
+        return counters
+
+    def _sweep(self, now: float) -> None:
+        self._ops += 1
+        if self._ops % self._SWEEP_EVERY == 0:
+            self._counters = {
+                key: c
+                for key, c in self._counters.items()
+                if c.keep_until is None or c.keep_until > now
+            }
+
+    async def reserve(self, budgets: Iterable[Budget], max_cost: int) -> Reservation:
+        return self.reserve_now(plan(budgets, self._clock()), max_cost)
+
+    def reserve_now(self, holds: Sequence[Hold], max_cost: int) -> Reservation:
+        if max_cost < 0:
+            raise ValueError(f"max_cost must be >= 0, got {max_cost}")
+        now = self._clock()
+        self._sweep(now)
+        opened = [self._open(hold, now) for hold in holds]
+        for hold, c in zip(holds, opened, strict=True):
+            limit = hold.budget.limit
+            if c.spent >= limit or c.spent + c.reserved + max_cost > limit:
+                raise refusal(hold, c.spent, c.reserved, max_cost, self._metrics)
+        rid, expiry = new_id(), now + self.reservation_ttl
+        for c in opened:
+            c.reserved += max_cost
+            c.held[rid] = (max_cost, expiry)
+            heapq.heappush(c.expiries, (expiry, rid))
+        return Reservation(rid, max_cost, tuple(holds), "local")
+
+    async def settle(self, reservation: Reservation, cost: int) -> list[BudgetAlert]:
+        return self.settle_now(reservation, cost)
+
+    def settle_now(self, reservation: Reservation, cost: int) -> list[BudgetAlert]:
+        if cost < 0:
+            raise ValueError(f"cost must be >= 0, got {cost}")
+        now = self._clock()
+        alerts = []
+        for hold in reservation.holds:
+            c = self._open(hold, now)
+            c.release(reservation.id)
+            c.spent += cost
+            for threshold, amount in hold.budget.alert_amounts():
+                if c.spent >= amount and threshold not in c.fired:
+                    c.fired.add(threshold)
+                    alerts.append(alerted(hold, threshold, c.spent, self._metrics))
+        return alerts
+
+    def usage(self, budget: Budget) -> tuple[int, int]:
+        """(spent, reserved) of ``budget`` in the current period: for tests and admin."""
+        hold = plan([budget], self._clock())[0]
+        c = self._open(hold, self._clock())
+        return c.spent, c.reserved

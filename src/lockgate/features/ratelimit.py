@@ -1,0 +1,294 @@
+"""Gateway rate limits per key, user, team and model: GCRA over several limits at once.
+
+Every limit is a GCRA ("generic cell rate algorithm") cell: a limit of L per window W
+admits one unit every W/L and holds at most a window's worth, refilled continuously, so
+there is no window edge at which two windows' worth pass together. The state of a limit
+is one number, its theoretical arrival time (TAT, integer microseconds): the instant
+at which the limit is back to its full allowance. A request costing ``n`` units is
+admitted when ``max(TAT, now) + n*W/L - now <= W``.
+
+One request is checked against all its limits at once (key RPM and TPM, user, team,
+key+model, per day...) and admitted only if every one admits it; a refusal consumes
+nothing. Token limits are charged the request's estimate up front and corrected by
+``settle`` with the real count. ``LocalRateLimiter`` keeps the cells in this process;
+``ratelimit_redis.RedisRateLimiter`` keeps them in Redis with the same arithmetic in Lua.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Protocol
+from urllib.parse import quote
+
+from lockgate.core.errors import RateLimitExceeded
+from lockgate.features.limit_metrics import LimitMetrics
+
+US = 1_000_000  # microseconds per second
+# limit name -> (unit, window in seconds, how OpenAI words the window)
+_LIMITS = {
+    "rpm": ("requests", 60, "min"),
+    "tpm": ("tokens", 60, "min"),
+    "rpd": ("requests", 86_400, "day"),
+    "tpd": ("tokens", 86_400, "day"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """One scope's limits as stored (None: no such limit). With ``model`` set they count
+    only requests for that model (a key+model limit); otherwise every request."""
+
+    scope: str  # key, user, team: a metric label, so a small fixed set
+    scope_id: str
+    rpm: int | None = None
+    tpm: int | None = None
+    rpd: int | None = None
+    tpd: int | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One GCRA cell: a limit of ``limit`` units per ``window_us``."""
+
+    key: str  # unique per scope, model and limit name; Redis keys are built from it
+    scope: str
+    name: str  # rpm, tpm, rpd, tpd
+    unit: str  # requests or tokens
+    limit: int
+    window_us: int
+    model: str | None
+
+    def cost_us(self, amount: int) -> int:
+        """How far ``amount`` units move the TAT (rounded up: never under-charged)."""
+        if self.limit <= 0:
+            return self.window_us + 1  # a limit of 0 admits nothing
+        return -(-amount * self.window_us // self.limit)
+
+    def remaining(self, now: int, tat: int) -> int:
+        """Units that could still be admitted now."""
+        room = now + self.window_us - max(tat, now)
+        return max(0, min(self.limit, room * self.limit // self.window_us))
+
+    def describe(self) -> str:
+        unit, _, per = _LIMITS[self.name]
+        where = f" for model {self.model}" if self.model else ""
+        return f"{unit} per {per} ({self.name.upper()}) of this {self.scope}{where}"
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What an admitted request was charged, for ``settle`` to correct."""
+
+    rules: tuple[Rule, ...]  # the token limits charged
+    tokens: int  # the estimate they were charged
+    backend: str  # "local" or "redis": where the charge lives
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """An admitted request: OpenAI's ``x-ratelimit-*`` headers and the ticket to settle."""
+
+    headers: dict[str, str]
+    ticket: Ticket
+
+
+class RateLimiter(Protocol):
+    async def check(
+        self, limits: Iterable[RateLimit], *, model: str | None = None, tokens: int = 0
+    ) -> Grant:
+        """Admit one request costing ``tokens`` (an estimate: prompt + max output) against
+        every applicable limit, or raise RateLimitExceeded having consumed nothing."""
+        ...
+
+    async def settle(self, ticket: Ticket, tokens: int) -> None:
+        """Correct the token limits to the real count (refund or charge the difference)."""
+        ...
+
+
+@lru_cache(maxsize=8192)
+def _rules_of(limit: RateLimit) -> tuple[Rule, ...]:
+    model = quote(limit.model, safe="") if limit.model else "*"
+    base = f"{limit.scope}:{quote(limit.scope_id, safe='')}:{model}"
+    rules = []
+    for name, (unit, window, _) in _LIMITS.items():
+        value: int | None = getattr(limit, name)
+        if value is not None:
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+            rules.append(
+                Rule(f"{base}:{name}", limit.scope, name, unit, value, window * US, limit.model)
+            )
+    return tuple(rules)
+
+
+def select(limits: Iterable[RateLimit], model: str | None) -> list[Rule]:
+    """The cells a request for ``model`` counts against (each once)."""
+    seen: dict[str, Rule] = {}
+    for limit in limits:
+        if limit.model is None or limit.model == model:
+            for rule in _rules_of(limit):
+                seen.setdefault(rule.key, rule)
+    return list(seen.values())
+
+
+def amounts(rules: Sequence[Rule], tokens: int) -> list[int]:
+    if tokens < 0:
+        raise ValueError(f"tokens must be >= 0, got {tokens}")
+    return [1 if rule.unit == "requests" else tokens for rule in rules]
+
+
+def admits(rules: Sequence[Rule], costs: Sequence[int], now: int, tats: Sequence[int]) -> bool:
+    """GCRA for every rule; the Lua script in ratelimit_redis.py is this same test."""
+    return all(
+        max(tat, now) + cost - now <= rule.window_us
+        for rule, cost, tat in zip(rules, costs, tats, strict=True)
+    )
+
+
+def decide(
+    rules: Sequence[Rule],
+    units: Sequence[int],
+    now: int,
+    tats: Sequence[int],
+    allowed: bool,
+    backend: str,
+    metrics: LimitMetrics | None,
+) -> Grant:
+    """The grant of an admitted request (``tats`` after charging), or the refusal (``tats``
+    as found) raised as RateLimitExceeded for the limit that needs the longest wait."""
+    if allowed:
+        tokens = next((n for r, n in zip(rules, units, strict=True) if r.unit == "tokens"), 0)
+        charged = tuple(r for r in rules if r.unit == "tokens")
+        return Grant(_headers(rules, now, tats), Ticket(charged, tokens, backend))
+    worst: tuple[float, Rule, int, int] | None = None
+    for rule, amount, tat in zip(rules, units, tats, strict=True):
+        over = max(tat, now) + rule.cost_us(amount) - now - rule.window_us
+        if over <= 0:
+            continue
+        wait = math.inf if amount > rule.limit else over / US
+        if worst is None or wait > worst[0]:
+            worst = (wait, rule, amount, tat)
+    if worst is None:  # the state moved between the test and here: not possible in-process
+        raise RuntimeError("refused without a refusing limit")
+    wait, rule, amount, tat = worst
+    if metrics is not None:
+        metrics.limited(rule.scope, rule.name)
+    headers = _headers([rule], now, [tat])  # the refusing limit's unit shows that limit
+    headers.update(_headers(rules, now, tats, skip_unit=rule.unit))
+    if math.isinf(wait):
+        message = (
+            f"The limit on {rule.describe()} is 0: nothing is admitted."
+            if rule.limit == 0
+            else f"Request too large for {rule.describe()}: Limit {rule.limit}, "
+            f"Requested {amount}. Ask for fewer tokens (max_tokens) or a higher limit."
+        )
+        raise RateLimitExceeded(
+            message, unit=rule.unit, scope=rule.scope, limit=rule.name, retry_after=None,
+            headers=headers,
+        )  # fmt: skip
+    message = (
+        f"Rate limit reached for {rule.describe()}: Limit {rule.limit}, "
+        f"Requested {amount}. Please try again in {openai_duration(wait)}."
+    )
+    raise RateLimitExceeded(
+        message, unit=rule.unit, scope=rule.scope, limit=rule.name, retry_after=wait,
+        headers=headers,
+    )  # fmt: skip
+
+
+def _headers(
+    rules: Sequence[Rule], now: int, tats: Sequence[int], skip_unit: str | None = None
+) -> dict[str, str]:
+    """OpenAI's headers, per unit for the limit closest to running out."""
+    closest: dict[str, tuple[int, int, Rule]] = {}
+    for rule, tat in zip(rules, tats, strict=True):
+        if rule.unit == skip_unit:
+            continue
+        remaining = rule.remaining(now, tat)
+        best = closest.get(rule.unit)
+        if best is None or (remaining, rule.limit) < (best[0], best[2].limit):
+            closest[rule.unit] = (remaining, tat, rule)
+    headers = {}
+    for unit, (remaining, tat, rule) in closest.items():
+        headers[f"x-ratelimit-limit-{unit}"] = str(rule.limit)
+        headers[f"x-ratelimit-remaining-{unit}"] = str(remaining)
+        headers[f"x-ratelimit-reset-{unit}"] = openai_duration(max(0, tat - now) / US)
+    return headers
+
+
+def openai_duration(seconds: float) -> str:
+    """A duration as OpenAI writes ``x-ratelimit-reset-*``: 59ms, 1s, 1.5s, 6m0s, 1h2m3s."""
+    total_ms = math.ceil(seconds * 1000 - 1e-6)
+    if total_ms <= 0:
+        return "0s"
+    if total_ms < 1000:
+        return f"{total_ms}ms"
+    hours, rest = divmod(total_ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{secs}"
+    if minutes:
+        return f"{minutes}m{secs}"
+    return secs
+
+
+class LocalRateLimiter:
+    """The cells in this process's memory: exact for one replica, per replica for many."""
+
+    _SWEEP_EVERY = 4096  # checks between drops of cells back at their full allowance
+
+    def __init__(
+        self,
+        *,
+        metrics: LimitMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._tats: dict[str, int] = {}
+        self._metrics = metrics
+        self._clock = clock
+        self._checks = 0
+
+    def _now(self) -> int:
+        return int(self._clock() * US)
+
+    async def check(
+        self, limits: Iterable[RateLimit], *, model: str | None = None, tokens: int = 0
+    ) -> Grant:
+        return self.check_now(select(limits, model), tokens)
+
+    def check_now(self, rules: Sequence[Rule], tokens: int) -> Grant:
+        now = self._now()
+        self._checks += 1
+        if self._checks % self._SWEEP_EVERY == 0:
+            self._tats = {k: t for k, t in self._tats.items() if t > now}
+        units = amounts(rules, tokens)
+        costs = [rule.cost_us(n) for rule, n in zip(rules, units, strict=True)]
+        tats = [self._tats.get(rule.key, now) for rule in rules]
+        if not admits(rules, costs, now, tats):
+            return decide(rules, units, now, tats, False, "local", self._metrics)
+        after = [max(tat, now) + cost for tat, cost in zip(tats, costs, strict=True)]
+        for rule, tat in zip(rules, after, strict=True):
+            self._tats[rule.key] = tat
+        return decide(rules, units, now, after, True, "local", self._metrics)
+
+    async def settle(self, ticket: Ticket, tokens: int) -> None:
+        self.settle_now(ticket, tokens)
+
+    def settle_now(self, ticket: Ticket, tokens: int) -> None:
+        if tokens < 0:
+            raise ValueError(f"tokens must be >= 0, got {tokens}")
+        now = self._now()
+        for rule in ticket.rules:
+            delta = rule.cost_us(tokens) - rule.cost_us(ticket.tokens)
+            tat = self._tats.get(rule.key, now)
+            tat = max(tat, now) + delta if delta > 0 else tat + delta
+            if tat > now:
+                self._tats[rule.key] = tat
+            else:
+                self._tats.pop(rule.key, None)

@@ -1,0 +1,165 @@
+"""Rate limits shared by every replica: the GCRA cells in Redis, checked by one Lua script.
+
+One script call tests and charges all of a request's limits atomically, so N replicas
+enforce one limit, not N, and a refusal by any limit consumes nothing from the others.
+Every key carries the ``{lg-rl}`` hash tag: on a Redis Cluster (or a proxy in front of one)
+all cells sit in one slot, where a multi-key script is allowed. While Redis does not answer,
+the same arithmetic runs in process (see features/failopen.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from lockgate.features.failopen import FailOpen, RedisUnavailable
+from lockgate.features.limit_metrics import LimitMetrics
+from lockgate.features.ratelimit import (
+    US,
+    Grant,
+    LocalRateLimiter,
+    RateLimit,
+    Rule,
+    Ticket,
+    amounts,
+    decide,
+    select,
+)
+from lockgate.storage.redis import SharedRedis
+
+# KEYS: one cell per limit. ARGV[1]: now in microseconds, or "" for the Redis server's
+# clock (one clock for every replica); then per cell: its cost in microseconds, its window.
+# Returns {admitted, now, tat_1 .. tat_n}: the TATs after charging, or as found if refused.
+# Numbers are formatted with %.0f: Lua's tostring keeps only 14 digits.
+CHECK_LUA = """
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[1])
+end
+local n = #KEYS
+local tats = {}
+local ok = 1
+for i = 1, n do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  tats[i] = tat
+  if tat + tonumber(ARGV[2 * i]) - now > tonumber(ARGV[2 * i + 1]) then ok = 0 end
+end
+local out = {ok, string.format('%.0f', now)}
+for i = 1, n do
+  local tat = tats[i]
+  if ok == 1 then
+    tat = tat + tonumber(ARGV[2 * i])
+    if tat > now then
+      redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+    end
+  end
+  out[i + 2] = string.format('%.0f', tat)
+end
+return out
+"""
+
+# KEYS: the token cells of an admitted request. ARGV[1]: now as above; then per cell the
+# correction in microseconds: positive charges more (from now on if the cell is idle),
+# negative refunds (a cell back below now is at its full allowance and is deleted).
+SETTLE_LUA = """
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[1])
+end
+for i = 1, #KEYS do
+  local delta = tonumber(ARGV[i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if delta > 0 then
+    if tat < now then tat = now end
+    tat = tat + delta
+  else
+    tat = tat + delta
+  end
+  if tat > now then
+    redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+  else
+    redis.call('DEL', KEYS[i])
+  end
+end
+return 1
+"""
+
+
+class RedisRateLimiter:
+    """Limits shared through Redis, failing open to ``local`` while Redis is away.
+
+    ``clock`` (seconds) is for tests; by default the script reads the Redis server's clock,
+    so that replicas whose clocks disagree still agree on every limit."""
+
+    def __init__(
+        self,
+        redis: SharedRedis,
+        *,
+        metrics: LimitMetrics | None = None,
+        clock: Callable[[], float] | None = None,
+        probe_interval: float = 1.0,
+    ) -> None:
+        self._redis = redis
+        self._clock = clock
+        self._metrics = metrics
+        self.local = LocalRateLimiter(metrics=metrics, **({"clock": clock} if clock else {}))
+        self.failopen = FailOpen("rate_limits", redis, metrics, probe_interval=probe_interval)
+        self._check = redis.client.register_script(CHECK_LUA)
+        self._settle = redis.client.register_script(SETTLE_LUA)
+
+    def _now_arg(self) -> str:
+        return "" if self._clock is None else str(int(self._clock() * US))
+
+    def _keys(self, rules: Sequence[Rule]) -> list[str]:
+        return [self._redis.key("{lg-rl}", rule.key) for rule in rules]
+
+    async def check(
+        self, limits: Iterable[RateLimit], *, model: str | None = None, tokens: int = 0
+    ) -> Grant:
+        rules = select(limits, model)
+        if not rules:
+            return Grant({}, Ticket((), 0, "local"))
+        if self.failopen.available():
+            units = amounts(rules, tokens)
+            args: list[str | int] = [self._now_arg()]
+            for rule, amount in zip(rules, units, strict=True):
+                args += (rule.cost_us(amount), rule.window_us)
+            try:
+                reply = await self.failopen.run(
+                    lambda: self._check(keys=self._keys(rules), args=args)
+                )
+            except RedisUnavailable:
+                pass
+            else:
+                allowed, now, *tats = (int(value) for value in reply)
+                return decide(rules, units, now, tats, allowed == 1, "redis", self._metrics)
+        return self.local.check_now(rules, tokens)
+
+    async def settle(self, ticket: Ticket, tokens: int) -> None:
+        if tokens < 0:
+            raise ValueError(f"tokens must be >= 0, got {tokens}")
+        if not ticket.rules or tokens == ticket.tokens:
+            return
+        if ticket.backend == "local":
+            self.local.settle_now(ticket, tokens)
+            return
+        if self.failopen.available():
+            args: list[str | int] = [self._now_arg()]
+            args += [rule.cost_us(tokens) - rule.cost_us(ticket.tokens) for rule in ticket.rules]
+            try:
+                await self.failopen.run(
+                    lambda: self._settle(keys=self._keys(ticket.rules), args=args)
+                )
+                return
+            except RedisUnavailable:
+                pass
+        # Redis is away: a refund is lost (the estimate stays charged there, an over-count),
+        # and tokens beyond the estimate go to the in-process cells enforcing meanwhile.
+        if tokens > ticket.tokens:
+            self.local.settle_now(ticket, tokens)
