@@ -8,15 +8,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from lockgate.api import openai_routes, ops_routes
+from lockgate.api import cache_admin, openai_routes, ops_routes
 from lockgate.api.middleware import gateway_middleware
-from lockgate.config.schema import Config, CooldownConfig, ModelConfig
+from lockgate.config.schema import Config, CooldownConfig, ModelConfig, Prices
 from lockgate.core.admission import Admission
 from lockgate.core.auth import Authenticator
 from lockgate.core.cooldown import Breaker
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.router import Deployment, ModelGroup, Router
 from lockgate.core.tasks import TaskTracker
+from lockgate.features.cache.wiring import attach_embedders, build_cache
 from lockgate.features.metrics import Metrics
 from lockgate.providers.http import HttpPool
 from lockgate.providers.registry import ProviderContext, create_provider
@@ -27,8 +28,13 @@ log = logging.getLogger("lockgate")
 
 
 def build_router(
-    models: list[ModelConfig], http: HttpPool, cooldown: CooldownConfig, metrics: Metrics
+    models: list[ModelConfig],
+    http: HttpPool,
+    cooldown: CooldownConfig,
+    metrics: Metrics,
+    prices: dict[str, Prices | None] | None = None,
 ) -> Router:
+    """The router; ``prices`` collects each deployment's prices by id (for the cache)."""
     names = Counter((d.provider, d.model) for m in models for d in m.deployments)
     groups = []
     for model in models:
@@ -38,6 +44,8 @@ def build_router(
             if names[(cfg.provider, cfg.model)] > 1:
                 default_id = f"{model.name}#{i}:{default_id}"
             dep_id = cfg.id or default_id
+            if prices is not None:
+                prices[dep_id] = cfg.prices
             admission = Admission(max_concurrency=cfg.max_concurrency, rpm=cfg.rpm, tpm=cfg.tpm)
             deployment = Deployment(
                 id=dep_id,
@@ -87,21 +95,29 @@ def build_app(config: Config) -> web.Application:
     metrics = Metrics()
     master = server.master_key.get_secret_value() if server.master_key else None
     tasks = TaskTracker()
+    redis = SharedRedis(config.redis) if config.redis is not None else None
+    prices: dict[str, Prices | None] = {}
+    router = build_router(config.models, http, config.cooldown, metrics, prices)
+    cache = build_cache(config, tasks, redis, prices)
     pipeline = Pipeline(
-        router=build_router(config.models, http, config.cooldown, metrics),
+        router=router,
         tasks=tasks,
         auth=Authenticator(master),
         metrics=metrics,
         retry=config.retry,
         max_wait=config.admission.max_wait,
+        cache=cache,
     )
-    redis = SharedRedis(config.redis) if config.redis is not None else None
+    if cache is not None:
+        attach_embedders(cache, config, pipeline)
+        metrics.registry.register(cache.metrics)
     state = GatewayState(
         config=config, pipeline=pipeline, metrics=metrics, tasks=tasks, http=http, redis=redis
     )
     app[STATE] = state
     openai_routes.add_routes(app)
     ops_routes.add_routes(app)
+    cache_admin.add_routes(app)
     app.on_shutdown.append(_on_shutdown)
     app.cleanup_ctx.append(_resources)
     return app
@@ -116,6 +132,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     yield
     await state.tasks.drain(grace=state.config.server.shutdown_timeout)
+    if state.pipeline.cache is not None:
+        await state.pipeline.cache.close()
     await state.http.close()
     if state.redis is not None:
         await state.redis.close()

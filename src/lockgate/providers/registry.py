@@ -43,7 +43,10 @@ Factory = Callable[["DeploymentConfig", ProviderContext], "Provider"]
 _OPENAI_COMPATIBLE = "lockgate.providers.openai_compat:from_config"
 
 # provider name -> "module:function" of its factory.
-ADAPTERS: dict[str, str] = {name: _OPENAI_COMPATIBLE for name in PROFILES}
+ADAPTERS: dict[str, str] = {
+    **{name: _OPENAI_COMPATIBLE for name in PROFILES},
+    "local-embed": "lockgate.providers.local_embed:from_config",
+}
 
 
 def provider_names() -> frozenset[str]:

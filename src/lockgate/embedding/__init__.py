@@ -1,0 +1,1 @@
+"""Local text embeddings, with no network and no PyTorch."""
