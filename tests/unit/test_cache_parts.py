@@ -10,7 +10,7 @@ from lockgate.config.loader import parse_config
 from lockgate.config.schema import CacheStoreConfig
 from lockgate.features.cache.answers import assemble, replay, storable
 from lockgate.features.cache.backend import MemoryBackend
-from lockgate.features.cache.keys import CacheKey, request_digest
+from lockgate.features.cache.keys import CacheKey, literals, request_digest
 from lockgate.features.cache.semantic import SemanticIndex
 
 ASK = [{"role": "user", "content": "hello"}]
@@ -131,3 +131,11 @@ def test_config_rules() -> None:
         parse_config({**bad, "cache": {}}, env={})
     with pytest.raises(Exception, match="backend"):
         parse_config({**base, "cache": {"backend": "memcached"}}, env={})
+
+
+def test_numbers_and_negations_must_match_for_a_semantic_hit() -> None:
+    assert literals("What is 17 times 23?") != literals("What is 17 times 24?")
+    assert literals("What is 17 times 23?") == literals("Compute 23 times 17, please.")
+    assert literals("Is it safe with alcohol?") != literals("Is it safe without alcohol?")
+    assert literals("It isn't red") != literals("It is red")
+    assert literals("Which city is the capital of France?") == literals("France's capital?")

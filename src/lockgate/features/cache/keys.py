@@ -8,6 +8,7 @@ share one entry. Text-only content given as parts hashes like the same text as a
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,11 +53,32 @@ def request_digest(scope: str, namespace: str, model: str, body: JSON) -> str:
     return _digest([scope, namespace, model, material])
 
 
-def bucket_digest(scope: str, namespace: str, model: str, body: JSON, prefix: list[Any]) -> str:
+def bucket_digest(
+    scope: str, namespace: str, model: str, body: JSON, prefix: list[Any], question: str
+) -> str:
     """The semantic cache's neighbourhood: everything but the last user message must match
-    (parameters, system prompt, earlier turns), so only the question itself may differ."""
+    (parameters, system prompt, earlier turns), so only the question itself may differ,
+    and only in wording: its numbers and negations must be the same too."""
     material = {k: v for k, v in body.items() if k not in _IGNORED and k != "messages"}
-    return _digest([scope, namespace, model, material, [_message(m) for m in prefix]])
+    history = [_message(m) for m in prefix]
+    return _digest([scope, namespace, model, material, history, literals(question)])
+
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_WORD = re.compile(r"[a-z']+")
+_NEGATIONS = frozenset({"no", "not", "never", "none", "nor", "without", "cannot"})
+
+
+def literals(text: str) -> list[Any]:
+    """What embeddings notoriously blur (all-MiniLM-L6-v2 puts "17 times 23" and
+    "17 times 24" at 0.91, "with alcohol" and "without alcohol" at 0.96): the numbers
+    and the negations of a question, which must match exactly for a semantic hit."""
+    lowered = text.lower()
+    words = _WORD.findall(lowered)
+    negations = sorted(
+        {w for w in words if w in _NEGATIONS} | ({"n't"} if "n't" in lowered else set())
+    )
+    return [sorted(_NUMBER.findall(lowered)), negations]
 
 
 def _digest(material: Any) -> str:

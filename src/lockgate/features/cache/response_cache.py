@@ -144,7 +144,7 @@ class ResponseCache:
             return None
         if not semantic.tool_turns and _uses_tools(req.body):
             return None
-        bucket = bucket_digest(scope, namespace, req.model, req.body, messages[:-1])
+        bucket = bucket_digest(scope, namespace, req.model, req.body, messages[:-1], text)
         return SemanticQuery(text, bucket, semantic.threshold, embedder)
 
     async def lookup(self, plan: CachePlan, ctx: RequestContext) -> Hit | None:
