@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.conftest import MASTER_KEY, GatewayFactory, SimFactory, chats
-from tests.integration.cache_helpers import ASK, cached_gateway
+from tests.integration.cache_helpers import ASK, TeamAuth, cached_gateway
 
 
 async def test_second_identical_request_is_a_hit_that_costs_nothing(
@@ -273,6 +273,11 @@ async def test_admin_stats_and_purges(make_gateway: GatewayFactory, make_sim: Si
             assert (await resp.json())["purged"] == 2
         async with http.get(f"{gw.url}/admin/cache/stats") as resp:
             assert resp.status == 401
+        gw.state.pipeline.auth = TeamAuth()  # a virtual key is not the master key
+        team_key = {"Authorization": "Bearer sk-team-a-1"}
+        async with http.delete(f"{gw.url}/admin/cache", headers=team_key) as resp:
+            assert resp.status == 403
+            assert (await resp.json())["error"]["type"] == "permission_error"
     async with gw.client() as client:
         raw = await client.chat.completions.with_raw_response.create(
             model="m", messages=ASK, temperature=0

@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from lockgate.embedding import missing_extra
 from lockgate.providers.registry import provider_names
 
 
@@ -168,6 +169,17 @@ class ModelConfig(Strict):
     context_window_fallbacks: list[str] = Field(default_factory=list)
     content_policy_fallbacks: list[str] = Field(default_factory=list)
     cache: ModelCacheConfig = Field(default_factory=ModelCacheConfig)
+
+    @model_validator(mode="after")
+    def _semantic_extra_installed(self) -> ModelConfig:
+        semantic = self.cache.semantic
+        local = any(d.provider == "local-embed" for d in self.deployments)
+        if semantic.enabled or local:
+            problem = missing_extra(local or semantic.embedding_model is None)
+            if problem is not None:
+                what = "provider local-embed" if local else "cache.semantic"
+                raise ValueError(f"{what} {problem}")
+        return self
 
     @model_validator(mode="after")
     def _wildcards_match(self) -> ModelConfig:
