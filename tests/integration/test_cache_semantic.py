@@ -3,11 +3,12 @@ paraphrase is a hit, a different question a miss, within one scope and model gro
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import openai
 
-from tests.conftest import GatewayFactory, SimFactory, chats, dep
+from tests.conftest import GatewayFactory, SimFactory, chats, dep, wait_until
 from tests.integration.cache_helpers import TeamAuth
 
 SYSTEM = {"role": "system", "content": "You answer geography questions in one sentence."}
@@ -110,3 +111,50 @@ async def test_embeddings_from_a_configured_model_through_the_gateway(
         assert await _headers(client, _ask("How do I bake sourdough bread?")) == "miss"
     assert chats(upstream) == 2
     assert gw.state.metrics.tokens[("embed", "local-embed/all-MiniLM-L6-v2", "prompt")] > 0
+
+
+async def test_replicas_match_each_others_paraphrases_through_redis(
+    make_gateway: GatewayFactory, make_sim: SimFactory, redis_url: str, redis_prefix: str
+) -> None:
+    upstream = await make_sim()
+    model = {
+        "name": "m",
+        "deployments": [dep(upstream, "a")],
+        "cache": {"semantic": {"enabled": True}},
+    }
+    sections = {"redis": {"url": redis_url, "prefix": redis_prefix}, "cache": {"backend": "redis"}}
+    one = await make_gateway([model], sections=sections)
+    two = await make_gateway([model], sections=sections)
+    async with one.client() as client:
+        assert await _headers(client, _ask("What is the capital of France?")) == "miss"
+    await wait_until(lambda: len(one.state.tasks) == 0)  # the background write is done
+    async with two.client() as client:
+        assert await _headers(client, _ask("Which city is the capital of France?")) == "hit"
+        assert await _headers(client, _ask("How do I bake sourdough bread?")) == "miss"
+    assert chats(upstream) == 2
+    await wait_until(lambda: len(two.state.tasks) == 0)
+    await two.state.pipeline.cache.purge(None, None)  # type: ignore[union-attr]
+    redis = two.state.redis
+    assert redis is not None
+    assert [k async for k in redis.client.scan_iter(match=f"{redis_prefix}*")] == []
+
+
+async def test_semantic_vectors_persist_in_sqlite(
+    make_gateway: GatewayFactory, make_sim: SimFactory, tmp_path: Path
+) -> None:
+    upstream = await make_sim()
+    model = {
+        "name": "m",
+        "deployments": [dep(upstream, "a")],
+        "cache": {"semantic": {"enabled": True}},
+    }
+    sections = {"cache": {"backend": "sqlite", "path": str(tmp_path / "c.sqlite3")}}
+    first = await make_gateway([model], sections=sections)
+    async with first.client() as client:
+        assert await _headers(client, _ask("What is the capital of France?")) == "miss"
+    await wait_until(lambda: len(first.state.tasks) == 0)
+    await first.state.pipeline.cache.close()  # type: ignore[union-attr]
+    second = await make_gateway([model], sections=sections)
+    async with second.client() as client:
+        assert await _headers(client, _ask("Which city is the capital of France?")) == "hit"
+    assert chats(upstream) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ from lockgate.storage.redis import SharedRedis
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _SCAN_BATCH = 500
+_VECTORS = "cache-vec"
 _WARN_EVERY = 30.0  # seconds between two warnings about the same trouble
 
 
@@ -54,17 +56,53 @@ class RedisCacheBackend:
         ms = max(1, int(ttl * 1000))
         await self._guard(self._redis.client.set(self._key(key), value, px=ms), "write")
 
-    def _pattern(self, namespace: str | None, group: str | None) -> str:
+    def _pattern(self, namespace: str | None, group: str | None, kind: str = "cache") -> str:
         ns = short_hash(namespace) if namespace is not None else "*"
         model = short_hash(group) if group is not None else "*"
-        return self._redis.key("cache", f"{ns}:{model}:*")
+        return self._redis.key(kind, f"{ns}:{model}:*")
 
     async def purge(self, namespace: str | None, group: str | None) -> int:
         removed = 0
         client = self._redis.client
         async for batch in self._scan(self._pattern(namespace, group)):
             removed += await self._guard(client.unlink(*batch), "purge") or 0
+        async for batch in self._scan(self._pattern(namespace, group, _VECTORS)):
+            await self._guard(client.unlink(*batch), "purge")
         return removed
+
+    # -- the semantic cache's vectors: one hash per neighbourhood, digest -> float32 bytes --
+
+    def _vectors(self, bucket: str, like: CacheKey) -> str:
+        ns, model = short_hash(like.namespace), short_hash(like.group)
+        return self._redis.key(_VECTORS, f"{ns}:{model}:{bucket}")
+
+    async def put_vector(
+        self, bucket: str, key: CacheKey, vector: bytes, ttl: float, limit: int
+    ) -> None:
+        name, client = self._vectors(bucket, key), self._redis.client
+
+        async def put() -> None:
+            if await client.hlen(name) >= limit:
+                return
+            seconds = max(1, math.ceil(ttl))
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.hset(name, key.digest, vector)
+                # The neighbourhood lives as long as its longest-lived entry (Redis >= 7).
+                pipe.expire(name, seconds, nx=True)
+                pipe.expire(name, seconds, gt=True)
+                await pipe.execute()
+
+        await self._guard(put(), "vector write")
+
+    async def get_vectors(self, bucket: str, like: CacheKey, limit: int) -> dict[str, bytes]:
+        found = await self._guard(self._redis.client.hgetall(self._vectors(bucket, like)), "read")
+        if not found:
+            return {}
+        pairs = list(found.items())[:limit]
+        return {_text(k): v for k, v in pairs if isinstance(v, bytes)}
+
+    async def drop_vector(self, bucket: str, key: CacheKey) -> None:
+        await self._guard(self._redis.client.hdel(self._vectors(bucket, key), key.digest), "write")
 
     async def stats(self) -> dict[str, int]:
         entries = 0
@@ -89,3 +127,7 @@ class RedisCacheBackend:
 
     async def close(self) -> None:
         """The shared client is closed by its owner."""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -25,7 +25,17 @@ CREATE TABLE IF NOT EXISTS cache_entries (
     expires REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cache_entries_expires ON cache_entries (expires);
+CREATE TABLE IF NOT EXISTS cache_vectors (
+    bucket TEXT NOT NULL,
+    id TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    model_group TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    expires REAL NOT NULL,
+    PRIMARY KEY (bucket, id)
+);
 """
+_SWEEP_EVERY = 128  # vector writes between two deletions of expired vectors
 _EVICT_BATCH = 64
 
 
@@ -39,6 +49,7 @@ class SqliteCacheBackend:
         self._db: aiosqlite.Connection | None = None
         self._opening = asyncio.Lock()
         self._bytes = 0
+        self._vector_writes = 0
 
     async def _conn(self) -> aiosqlite.Connection:
         if self._db is None:
@@ -113,12 +124,62 @@ class SqliteCacheBackend:
                 args,
             ) as cursor:
                 rows = list(await cursor.fetchall())
+            await db.execute(f"DELETE FROM cache_vectors{where}", args)  # noqa: S608
             await db.commit()
         except sqlite3.Error as exc:
             log.warning("cache: sqlite purge failed: %s", exc)
             return 0
         self._bytes -= sum(int(r[0]) for r in rows)
         return len(rows)
+
+    # -- the semantic cache's vectors, by neighbourhood ----------------------------------
+
+    async def put_vector(
+        self, bucket: str, key: CacheKey, vector: bytes, ttl: float, limit: int
+    ) -> None:
+        now = time.time()
+        try:
+            db = await self._conn()
+            async with db.execute(
+                "SELECT COUNT(*) FROM cache_vectors WHERE bucket = ? AND expires > ?",
+                (bucket, now),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is not None and int(row[0]) >= limit:
+                return
+            await db.execute(
+                "INSERT OR REPLACE INTO cache_vectors VALUES (?, ?, ?, ?, ?, ?)",
+                (bucket, key.digest, key.namespace, key.group, vector, now + ttl),
+            )
+            self._vector_writes += 1
+            if self._vector_writes % _SWEEP_EVERY == 0:
+                await db.execute("DELETE FROM cache_vectors WHERE expires <= ?", (now,))
+            await db.commit()
+        except sqlite3.Error as exc:
+            log.warning("cache: sqlite vector write failed: %s", exc)
+
+    async def get_vectors(self, bucket: str, like: CacheKey, limit: int) -> dict[str, bytes]:
+        try:
+            db = await self._conn()
+            async with db.execute(
+                "SELECT id, vector FROM cache_vectors WHERE bucket = ? AND expires > ? LIMIT ?",
+                (bucket, time.time(), limit),
+            ) as cursor:
+                rows = await cursor.fetchall()
+        except sqlite3.Error as exc:
+            log.warning("cache: sqlite vector read failed: %s", exc)
+            return {}
+        return {str(r[0]): bytes(r[1]) for r in rows}
+
+    async def drop_vector(self, bucket: str, key: CacheKey) -> None:
+        try:
+            db = await self._conn()
+            await db.execute(
+                "DELETE FROM cache_vectors WHERE bucket = ? AND id = ?", (bucket, key.digest)
+            )
+            await db.commit()
+        except sqlite3.Error as exc:
+            log.warning("cache: sqlite vector delete failed: %s", exc)
 
     async def stats(self) -> dict[str, int]:
         try:

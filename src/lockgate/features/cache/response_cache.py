@@ -40,7 +40,8 @@ from lockgate.features.cache.metrics import CacheMetrics
 from lockgate.features.cache.savings import saved_cost
 
 if TYPE_CHECKING:
-    from lockgate.features.cache.semantic import SemanticIndex, Vector
+    from lockgate.features.cache.semantic import Vector
+    from lockgate.features.cache.vectors import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +91,14 @@ class ResponseCache:
         tasks: TaskTracker,
         *,
         prices: dict[str, Prices | None] | None = None,
-        index: SemanticIndex | None = None,
+        vectors: VectorStore | None = None,
     ) -> None:
         self.cfg = cfg
         self.groups = groups
         self.backend = backend
         self.tasks = tasks
         self.metrics = CacheMetrics()
-        self.index = index
+        self.vectors = vectors
         self._prices = prices or {}
         self._embedders: dict[str, Embedder] = {}  # model group -> its semantic embedder
         self._scope = "shared" if cfg.scope == "shared" else "tenant"
@@ -135,7 +136,7 @@ class ResponseCache:
     ) -> SemanticQuery | None:
         semantic = settings.semantic
         embedder = self._embedders.get(group)
-        if not semantic.enabled or embedder is None or self.index is None:
+        if not semantic.enabled or embedder is None or self.vectors is None:
             return None
         messages: list[Any] = req.body["messages"]
         last = messages[-1]
@@ -157,7 +158,7 @@ class ResponseCache:
         result = "hit"
         raw = await self.backend.get(plan.key)
         if raw is None and plan.semantic is not None:
-            raw = await self._nearest(plan.semantic, ctx)
+            raw = await self._nearest(plan.key, plan.semantic, ctx)
             result = "semantic_hit"
         entry = _decode(raw) if raw is not None else None
         if entry is None:
@@ -170,17 +171,19 @@ class ResponseCache:
         self.metrics.saved(group, usage, float(entry.get("cost", 0.0)))
         return Hit(entry["body"])
 
-    async def _nearest(self, query: SemanticQuery, ctx: RequestContext) -> bytes | None:
-        assert self.index is not None
+    async def _nearest(
+        self, key: CacheKey, query: SemanticQuery, ctx: RequestContext
+    ) -> bytes | None:
+        assert self.vectors is not None
         query.vector = await self._embed(query, ctx)
         if query.vector is None:
             return None
-        found = self.index.search(query.bucket, query.vector, query.threshold)
+        found = await self.vectors.search(query.bucket, key, query.vector, query.threshold)
         if found is None:
             return None
         raw = await self.backend.get(found[0])
         if raw is None:  # expired or evicted since: forget its vector too
-            self.index.remove(query.bucket, found[0].digest)
+            await self.vectors.remove(query.bucket, found[0])
         return raw
 
     async def _embed(self, query: SemanticQuery, ctx: RequestContext) -> Vector | None:
@@ -223,19 +226,19 @@ class ResponseCache:
     async def _write(self, plan: CachePlan, raw: bytes, ctx: RequestContext) -> None:
         await self.backend.set(plan.key, raw, plan.ttl)
         query = plan.semantic
-        if query is None or self.index is None:
+        if query is None or self.vectors is None:
             return
         if query.vector is None:  # a refresh skipped the lookup that embeds
             query.vector = await self._embed(query, ctx)
         if query.vector is not None:
-            self.index.add(query.bucket, plan.key, query.vector)
+            await self.vectors.add(query.bucket, plan.key, query.vector, plan.ttl)
 
     def set_embedders(self, embedders: dict[str, Embedder]) -> None:
         self._embedders = embedders
 
     async def purge(self, namespace: str | None, group: str | None) -> int:
-        if self.index is not None:
-            self.index.purge(namespace, group)
+        if self.vectors is not None:
+            await self.vectors.purge(namespace, group)
         return await self.backend.purge(namespace, group)
 
     async def stats(self) -> JSON:
@@ -243,7 +246,7 @@ class ResponseCache:
             "backend": self.backend.name,
             "scope": self.cfg.scope,
             "store": await self.backend.stats(),
-            "semantic_entries": len(self.index) if self.index is not None else 0,
+            "semantic_vectors_in_process": self.vectors.size() if self.vectors else None,
             "models": self.metrics.summary(),
         }
 

@@ -54,11 +54,19 @@ class _Bucket:
         self.keys.pop()
 
     def nearest(self, vector: Vector) -> tuple[CacheKey, float] | None:
-        if not self.keys or self.matrix is None or self.matrix.shape[1] != len(vector):
+        if not self.keys or self.matrix is None:
             return None
-        scores = self.matrix[: len(self.keys)] @ vector
-        best = int(np.argmax(scores))
-        return self.keys[best], float(scores[best])
+        found = nearest(self.matrix[: len(self.keys)], vector)
+        return None if found is None else (self.keys[found[0]], found[1])
+
+
+def nearest(matrix: npt.NDArray[np.float32], vector: Vector) -> tuple[int, float] | None:
+    """The row of ``matrix`` (unit vectors) closest to ``vector`` and its cosine."""
+    if not len(matrix) or matrix.shape[1] != len(vector):
+        return None
+    scores = matrix @ vector
+    best = int(np.argmax(scores))
+    return best, float(scores[best])
 
 
 class SemanticIndex:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from lockgate.config.schema import Config, Prices
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.tasks import TaskTracker
 from lockgate.features.cache.backend import CacheBackend, MemoryBackend
 from lockgate.features.cache.response_cache import Embedder, ResponseCache
 from lockgate.storage.redis import SharedRedis
+
+if TYPE_CHECKING:
+    from lockgate.features.cache.vectors import VectorStore
 
 
 def build_cache(
@@ -32,12 +37,15 @@ def build_cache(
     else:
         backend = MemoryBackend(cfg.max_bytes)
     groups = {m.name: m.cache for m in config.models}
-    index = None
+    vectors: VectorStore | None = None
     if any(m.cache.enabled and m.cache.semantic.enabled for m in config.models):
-        from lockgate.features.cache.semantic import SemanticIndex
+        from lockgate.features.cache.vectors import LocalVectors, StoredVectors, VectorBackend
 
-        index = SemanticIndex(cfg.semantic_max_entries)
-    return ResponseCache(cfg, groups, backend, tasks, prices=prices, index=index)
+        if isinstance(backend, MemoryBackend):
+            vectors = LocalVectors(cfg.semantic_max_entries)
+        else:
+            vectors = StoredVectors(cast(VectorBackend, backend))
+    return ResponseCache(cfg, groups, backend, tasks, prices=prices, vectors=vectors)
 
 
 def attach_embedders(cache: ResponseCache, config: Config, pipeline: Pipeline) -> None:
