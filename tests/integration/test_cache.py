@@ -304,3 +304,26 @@ async def test_no_cache_section_means_no_cache(
         headers = {"Authorization": f"Bearer {MASTER_KEY}"}
         async with http.get(f"{gw.url}/admin/cache/stats", headers=headers) as resp:
             assert resp.status == 404
+
+
+async def test_an_answer_from_a_fallback_group_is_not_stored(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    from tests.conftest import dep
+
+    broken = await make_sim(error_rates={500: 1.0})
+    backup = await make_sim()
+    models = [
+        {"name": "m", "deployments": [dep(broken, "a")], "retries": 0, "fallbacks": ["b"]},
+        {"name": "b", "deployments": [dep(backup, "b")]},
+    ]
+    gw = await make_gateway(models, sections={"cache": {}})
+    async with gw.client() as client:
+        for _ in range(2):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="m", messages=ASK, temperature=0
+            )
+            assert raw.headers["x-lockgate-fallback"] == "true"
+            assert raw.headers["x-lockgate-cache"] == "miss"
+    assert chats(backup) == 2
+    assert gw.state.pipeline.cache.metrics.writes == {("m", "fallback"): 2}  # type: ignore[union-attr]

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _SCAN_BATCH = 500
 _VECTORS = "cache-vec"
+_REST = 2.0  # seconds without Redis calls after one failed
 _WARN_EVERY = 30.0  # seconds between two warnings about the same trouble
 
 
@@ -31,16 +32,23 @@ class RedisCacheBackend:
         # waits longer than this for the cache, whatever Redis does.
         self._timeout = timeout * 4
         self._warned = 0.0
+        self._down_until = 0.0  # after a failure, Redis is left alone for a moment
 
     def _key(self, key: CacheKey) -> str:
         return self._redis.key("cache", key.storage_id())
 
     async def _guard(self, call: Awaitable[T], what: str) -> T | None:
+        if time.monotonic() < self._down_until:
+            # A down Redis would cost every request a timeout; skip it while it rests.
+            if asyncio.iscoroutine(call):
+                call.close()
+            return None
         try:
             async with asyncio.timeout(self._timeout):
                 return await call
         except (RedisError, OSError, TimeoutError) as exc:
             now = time.monotonic()
+            self._down_until = now + _REST
             if now - self._warned > _WARN_EVERY:
                 self._warned = now
                 log.warning(

@@ -200,6 +200,10 @@ class ResponseCache:
         background so the response never waits for them."""
         if not plan.store:
             return
+        if ctx.fallback:
+            # Another model group's answer: not what this group would say once it recovers.
+            self.metrics.write(plan.key.group, "fallback")
+            return
         if not storable(body, self.cfg.store):
             self.metrics.write(plan.key.group, "not_storable")
             return
