@@ -9,7 +9,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import MASTER_KEY, GatewayFactory, SimFactory, chats
+from tests.conftest import MASTER_KEY, GatewayFactory, SimFactory, chats, dep
 from tests.integration.cache_helpers import ASK, TeamAuth, cached_gateway
 
 
@@ -290,8 +290,6 @@ async def test_no_cache_section_means_no_cache(
     make_gateway: GatewayFactory, make_sim: SimFactory
 ) -> None:
     upstream = await make_sim()
-    from tests.conftest import dep
-
     gw = await make_gateway([{"name": "m", "deployments": [dep(upstream, "a")]}])
     async with gw.client() as client:
         for _ in range(2):
@@ -309,8 +307,6 @@ async def test_no_cache_section_means_no_cache(
 async def test_an_answer_from_a_fallback_group_is_not_stored(
     make_gateway: GatewayFactory, make_sim: SimFactory
 ) -> None:
-    from tests.conftest import dep
-
     broken = await make_sim(error_rates={500: 1.0})
     backup = await make_sim()
     models = [

@@ -98,15 +98,22 @@ class SqliteCacheBackend:
             log.warning("cache: sqlite write failed: %s", exc)
 
     async def _evict(self, db: aiosqlite.Connection) -> None:
+        # SELECT then DELETE rather than DELETE ... RETURNING, which needs SQLite 3.35.
         async with db.execute(
-            "DELETE FROM cache_entries WHERE id IN "
-            "(SELECT id FROM cache_entries ORDER BY expires LIMIT ?) RETURNING size",
-            (_EVICT_BATCH,),
+            "SELECT id, size FROM cache_entries ORDER BY expires LIMIT ?", (_EVICT_BATCH,)
         ) as cursor:
             rows = list(await cursor.fetchall())
-        self._bytes -= sum(int(r[0]) for r in rows)
         if not rows:
             self._bytes = 0
+            return
+        doomed, freed = [], 0
+        for entry_id, size in rows:  # only as many as the bound needs
+            doomed.append((entry_id,))
+            freed += int(size)
+            if self._bytes - freed <= self.max_bytes:
+                break
+        await db.executemany("DELETE FROM cache_entries WHERE id = ?", doomed)
+        self._bytes -= freed
 
     async def purge(self, namespace: str | None, group: str | None) -> int:
         clauses, args = [], []
@@ -119,18 +126,21 @@ class SqliteCacheBackend:
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
         try:
             db = await self._conn()
+            # The clauses are fixed strings; only the values are parameters.
             async with db.execute(
-                f"DELETE FROM cache_entries{where} RETURNING size",  # noqa: S608 (fixed clauses)
+                f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM cache_entries{where}",  # noqa: S608
                 args,
             ) as cursor:
-                rows = list(await cursor.fetchall())
+                row = await cursor.fetchone()
+            await db.execute(f"DELETE FROM cache_entries{where}", args)  # noqa: S608
             await db.execute(f"DELETE FROM cache_vectors{where}", args)  # noqa: S608
             await db.commit()
         except sqlite3.Error as exc:
             log.warning("cache: sqlite purge failed: %s", exc)
             return 0
-        self._bytes -= sum(int(r[0]) for r in rows)
-        return len(rows)
+        count, size = (int(row[0]), int(row[1])) if row else (0, 0)
+        self._bytes -= size
+        return count
 
     # -- the semantic cache's vectors, by neighbourhood ----------------------------------
 
