@@ -107,8 +107,6 @@ class ResponseCache:
         """How this request uses the cache; None (and `bypass`) when it does not."""
         settings = self.groups.get(group)
         control = (ctx.cache_control or CacheControl()).merge(req.cache)
-        ttl = min(control.ttl if control.ttl is not None else settings.ttl or self.cfg.ttl,
-                  self.cfg.max_ttl) if settings else 0.0  # fmt: skip
         if (
             settings is None
             or not settings.enabled
@@ -122,6 +120,9 @@ class ResponseCache:
         scope = scope_of(ctx.principal, self.cfg.scope == "shared")
         key = CacheKey(namespace, group, request_digest(scope, namespace, req.model, req.body))
         ctx.cache = "miss" if control.lookup else "refresh"
+        # The request's own ttl, else the group's, else the gateway's; never past max_ttl.
+        ttl = control.ttl if control.ttl is not None else settings.ttl or self.cfg.ttl
+        ttl = min(ttl, self.cfg.max_ttl)
         return CachePlan(
             key=key,
             scope=self._scope,
