@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from lockgate.api import openai_routes, ops_routes
+from lockgate.api import cache_admin, openai_routes, ops_routes
 from lockgate.api.middleware import gateway_middleware
 from lockgate.config.schema import Config, CooldownConfig, ModelConfig
 from lockgate.core.admission import Admission
@@ -17,6 +17,9 @@ from lockgate.core.cooldown import Breaker
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.router import Deployment, ModelGroup, Router
 from lockgate.core.tasks import TaskTracker
+from lockgate.core.types import Usage
+from lockgate.features.cache.response_cache import SavedCost
+from lockgate.features.cache.wiring import attach_embedders, build_cache
 from lockgate.features.metrics import Metrics
 from lockgate.features.pricing import PriceBook
 from lockgate.providers.http import HttpPool
@@ -102,6 +105,8 @@ def build_app(config: Config) -> web.Application:
     database = Database(config.database, tasks) if config.database is not None else None
     if database is not None:
         metrics.registry.register(database.ledger)
+    redis = SharedRedis(config.redis) if config.redis is not None else None
+    cache = build_cache(config, tasks, redis, saved_usd(prices, router))
     pipeline = Pipeline(
         router=router,
         tasks=tasks,
@@ -111,8 +116,11 @@ def build_app(config: Config) -> web.Application:
         max_wait=config.admission.max_wait,
         pricer=prices,
         ledger=database.ledger if database is not None else None,
+        cache=cache,
     )
-    redis = SharedRedis(config.redis) if config.redis is not None else None
+    if cache is not None:
+        attach_embedders(cache, config, pipeline)
+        metrics.registry.register(cache.metrics)
     state = GatewayState(
         config=config,
         pipeline=pipeline,
@@ -126,6 +134,7 @@ def build_app(config: Config) -> web.Application:
     app[STATE] = state
     openai_routes.add_routes(app)
     ops_routes.add_routes(app)
+    cache_admin.add_routes(app)
     app.on_shutdown.append(_on_shutdown)
     app.cleanup_ctx.append(_resources)
     return app
@@ -134,6 +143,19 @@ def build_app(config: Config) -> web.Application:
 async def _on_shutdown(app: web.Application) -> None:
     # Runs after the listener closed and before in-flight requests are awaited.
     app[STATE].draining = True
+
+
+def saved_usd(book: PriceBook, router: Router) -> SavedCost:
+    """What an answer from a deployment cost, in USD: what a cache hit on it saves."""
+    deployments = {d.id: d for g in router.groups() for d in g.deployments}
+
+    def saved(deployment: str, usage: Usage) -> float:
+        dep = deployments.get(deployment)
+        if dep is None:
+            return 0.0
+        return book.quote(dep.id, dep.provider, dep.model, usage).nanos / 1e9
+
+    return saved
 
 
 def price_book(models: list[ModelConfig], router: Router) -> PriceBook:
@@ -156,6 +178,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     if state.database is not None:
         await state.database.close(grace=state.config.server.shutdown_timeout)
     await state.tasks.drain(grace=state.config.server.shutdown_timeout)
+    if state.pipeline.cache is not None:
+        await state.pipeline.cache.close()
     await state.http.close()
     for close in state.closers:
         await close()

@@ -8,13 +8,14 @@ import os
 import re
 import time
 from asyncio import CancelledError
+from collections.abc import Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from lockgate.api.errors import openai_error_response
 from lockgate.core.errors import BadRequest, GatewayError, NotFound
-from lockgate.core.types import RequestContext
+from lockgate.core.types import CacheControl, RequestContext
 from lockgate.state import STATE
 
 log = logging.getLogger("lockgate.api")
@@ -61,6 +62,36 @@ def _controls(request: web.Request, ctx: RequestContext) -> None:
         ctx.coalesce = value == "on"
     if (value := headers.get("x-lockgate-timeout")) is not None:
         ctx.deadline = ctx.started + _seconds(value, "x-lockgate-timeout")
+    if any(name in headers for name in _CACHE_HEADERS):
+        ctx.cache_control = _cache_control(headers)
+
+
+_CACHE_HEADERS = ("x-lockgate-cache", "x-lockgate-cache-ttl", "x-lockgate-cache-namespace")
+_CACHE_WORDS = frozenset({"no-cache", "no-store", "off", "on"})
+
+
+def _cache_control(headers: Mapping[str, str]) -> CacheControl:
+    words = {w.strip() for w in headers.get("x-lockgate-cache", "").split(",") if w.strip()}
+    if not words <= _CACHE_WORDS:
+        raise BadRequest(
+            "Header x-lockgate-cache takes no-cache, no-store, off or on.",
+            param="x-lockgate-cache",
+        )
+    off = "off" in words
+    ttl = headers.get("x-lockgate-cache-ttl")
+    namespace = headers.get("x-lockgate-cache-namespace")
+    if namespace is not None and not _SAFE_ID.match(namespace):
+        raise BadRequest(
+            "Header x-lockgate-cache-namespace must be 1-128 letters, digits or ._:-",
+            param="x-lockgate-cache-namespace",
+        )
+    return CacheControl(
+        lookup=not off and "no-cache" not in words,
+        store=not off and "no-store" not in words,
+        force="on" in words,
+        ttl=_seconds(ttl, "x-lockgate-cache-ttl") if ttl is not None else None,
+        namespace=namespace,
+    )
 
 
 def _seconds(value: str, name: str) -> float:

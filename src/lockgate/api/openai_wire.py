@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 from lockgate.core.errors import BadRequest, PayloadTooLarge
-from lockgate.core.types import JSON, ChatRequest, EmbeddingRequest
+from lockgate.core.types import JSON, CacheControl, ChatRequest, EmbeddingRequest
 
 _POSITIVE_INTS = ("max_tokens", "max_completion_tokens", "n")
 
@@ -75,6 +75,44 @@ def parse_chat(body: JSON) -> ChatRequest:
         stream=bool(stream),
         include_usage=include_usage,
         fallbacks=_fallbacks(body),
+        cache=_cache(body),
+    )
+
+
+_CACHE_FLAGS = ("no_cache", "no_store", "off", "on")
+
+
+def _cache(body: JSON) -> CacheControl | None:
+    """The gateway's own `cache` field (sent with `extra_body`); never sent upstream:
+    {"no_cache", "no_store", "off", "on": booleans, "ttl": seconds, "namespace": name}."""
+    if "cache" not in body:
+        return None
+    value = body.pop("cache")
+    if not isinstance(value, dict):
+        raise _type("cache", "an object")
+    unknown = set(value) - {*_CACHE_FLAGS, "ttl", "namespace"}
+    if unknown:
+        raise BadRequest(
+            f"Unknown field in 'cache': {sorted(unknown)[0]!r}.",
+            param="cache",
+            code="invalid_value",
+        )
+    for flag in _CACHE_FLAGS:
+        if not isinstance(value.get(flag, False), bool):
+            raise _type(f"cache.{flag}", "a boolean")
+    ttl = value.get("ttl")
+    if ttl is not None and (not isinstance(ttl, int | float) or isinstance(ttl, bool) or ttl < 0):
+        raise _type("cache.ttl", "a number of seconds")
+    namespace = value.get("namespace")
+    if namespace is not None and (not isinstance(namespace, str) or not 0 < len(namespace) <= 128):
+        raise _type("cache.namespace", "a name of 1-128 characters")
+    off = value.get("off", False)
+    return CacheControl(
+        lookup=not off and not value.get("no_cache", False),
+        store=not off and not value.get("no_store", False),
+        force=value.get("on", False),
+        ttl=float(ttl) if ttl is not None else None,
+        namespace=namespace,
     )
 
 

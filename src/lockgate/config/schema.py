@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from lockgate.embedding import missing_extra
 from lockgate.providers.registry import provider_names
 
 
@@ -118,6 +119,48 @@ class CooldownConfig(Strict):
     max_cooldown: Annotated[float, Field(gt=0)] = 60.0  # also caps a provider's retry-after
 
 
+class SemanticCacheConfig(Strict):
+    """Near-duplicate prompts answered from the cache (opt-in per model group)."""
+
+    enabled: bool = False
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.9  # cosine similarity for a hit
+    # A configured embedding model group, called through the gateway; None: the local
+    # all-MiniLM-L6-v2 model (the `semantic` extra), which needs no network.
+    embedding_model: str | None = None
+    tool_turns: bool = False  # also for conversations that carry tools or tool results
+
+
+class ModelCacheConfig(Strict):
+    """A model group's cache settings (the top-level `cache:` section must be present)."""
+
+    enabled: bool = True
+    ttl: Annotated[float, Field(gt=0)] | None = None  # seconds; None: the gateway default
+    temperature: bool = False  # also cache requests with temperature > 0
+    semantic: SemanticCacheConfig = Field(default_factory=SemanticCacheConfig)
+
+
+class CacheStoreConfig(Strict):
+    """Answers that are not stored unless said so: they are usually not worth replaying."""
+
+    truncated: bool = False  # finish_reason "length"
+    refusals: bool = False  # a refusal or finish_reason "content_filter"
+    tool_calls: bool = False  # the model asked for a tool call: an agent turn in progress
+
+
+class CacheConfig(Strict):
+    """The response cache. Present: on for every model group unless a group says otherwise."""
+
+    backend: Literal["memory", "sqlite", "redis"] = "memory"
+    max_bytes: Annotated[int, Field(gt=0)] = 256 * 1024 * 1024  # memory and sqlite
+    ttl: Annotated[float, Field(gt=0)] = 3600.0  # seconds
+    max_ttl: Annotated[float, Field(gt=0)] = 7 * 86400.0  # caps a request's own ttl
+    path: str = "lockgate-cache.sqlite3"  # the sqlite backend's file
+    # tenant: an answer is served only to the team (or key) that caused it; shared: to all.
+    scope: Literal["tenant", "shared"] = "tenant"
+    store: CacheStoreConfig = Field(default_factory=CacheStoreConfig)
+    semantic_max_entries: Annotated[int, Field(gt=0)] = 50_000  # vectors kept in process
+
+
 class ModelConfig(Strict):
     name: Annotated[str, Field(min_length=1)]
     deployments: Annotated[list[DeploymentConfig], Field(min_length=1)]
@@ -132,6 +175,18 @@ class ModelConfig(Strict):
     fallbacks: list[str] = Field(default_factory=list)
     context_window_fallbacks: list[str] = Field(default_factory=list)
     content_policy_fallbacks: list[str] = Field(default_factory=list)
+    cache: ModelCacheConfig = Field(default_factory=ModelCacheConfig)
+
+    @model_validator(mode="after")
+    def _semantic_extra_installed(self) -> ModelConfig:
+        semantic = self.cache.semantic
+        local = any(d.provider == "local-embed" for d in self.deployments)
+        if semantic.enabled or local:
+            problem = missing_extra(local or semantic.embedding_model is None)
+            if problem is not None:
+                what = "provider local-embed" if local else "cache.semantic"
+                raise ValueError(f"{what} {problem}")
+        return self
 
     @model_validator(mode="after")
     def _wildcards_match(self) -> ModelConfig:
@@ -191,6 +246,7 @@ class Config(Strict):
     redis: RedisConfig | None = None
     # `database: null` turns persistence off: costs still show in headers and metrics.
     database: DatabaseConfig | None = Field(default_factory=DatabaseConfig)
+    cache: CacheConfig | None = None  # no section: no response cache
     retry: RetryConfig = Field(default_factory=RetryConfig)
     cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
@@ -210,4 +266,12 @@ class Config(Strict):
                         raise ValueError(
                             f"models.{model.name}.{kind}: {name!r} is not another configured model"
                         )
+            embedder = model.cache.semantic.embedding_model
+            if embedder is not None and embedder not in seen:
+                raise ValueError(
+                    f"models.{model.name}.cache.semantic.embedding_model: {embedder!r} is not "
+                    "a configured model"
+                )
+        if self.cache is not None and self.cache.backend == "redis" and self.redis is None:
+            raise ValueError("cache.backend: 'redis' needs the top-level 'redis:' section")
         return self

@@ -1,6 +1,7 @@
 """The single request pipeline every inference request goes through.
 
-    authenticate -> route -> call (retries, fallbacks) -> account -> (the edge responds)
+    authenticate -> cache lookup -> coalesce -> route -> call (retries, fallbacks)
+        -> account -> cache store -> (the edge responds)
 
 Accounting: each upstream answer is priced as it arrives (the request's cost), and each
 client request that got past authentication hands one ledger record off when it is over:
@@ -45,6 +46,7 @@ from lockgate.core.types import (
     RequestContext,
     Usage,
 )
+from lockgate.features.cache.response_cache import CachePlan, Hit, ResponseCache
 from lockgate.features.coalesce import Broadcast, Coalescer, coalesce_key
 from lockgate.features.metrics import Metrics
 
@@ -65,8 +67,10 @@ class Pipeline:
         max_wait: float = 30.0,
         pricer: Pricer | None = None,
         ledger: Ledger | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.router = router
+        self.cache = cache
         self.accounts = Accountant(pricer, ledger)
         self.auth = auth
         self.metrics = metrics
@@ -92,11 +96,17 @@ class Pipeline:
         return result
 
     async def _chat(self, req: ChatRequest, ctx: RequestContext) -> ChatResponse:
+        plan = self._cache_plan(req, ctx)
+        if plan is not None and (hit := await self._cached(plan, ctx)) is not None:
+            return hit.response()
+
         def call(dep: Deployment, model: str) -> Awaitable[ChatResponse]:
             return self._timed(ctx, dep, model, dep.adapter.chat(req.body, model))
 
         async def answer() -> tuple[ChatResponse, RequestContext]:
             result = await self._execute(ctx, req.model, req.fallbacks, call, _estimate(req.body))
+            if plan is not None and self.cache is not None:
+                await self.cache.store(plan, result.body, ctx.deployment, ctx)
             return result, ctx
 
         key = self._coalesce_key(req, ctx)
@@ -134,12 +144,15 @@ class Pipeline:
         return Settled(stream, lambda exc: self.accounts.settle(ctx, "chat", True, exc))
 
     async def _chat_stream(self, req: ChatRequest, ctx: RequestContext) -> ChunkStream:
+        plan = self._cache_plan(req, ctx)
+        if plan is not None and (hit := await self._cached(plan, ctx)) is not None:
+            return hit.stream()
         key = self._coalesce_key(req, ctx)
         if key is None:
-            return await self._open_stream(req, ctx)
+            return await self._open_stream(req, ctx, plan)
 
         async def broadcast() -> tuple[Broadcast, RequestContext]:
-            return Broadcast(await self._open_stream(req, ctx), self.tasks, key), ctx
+            return Broadcast(await self._open_stream(req, ctx, plan), self.tasks, key), ctx
 
         async def until_done(shared: tuple[Broadcast, RequestContext]) -> None:
             await shared[0].finished()
@@ -149,7 +162,9 @@ class Pipeline:
             self._followed(ctx, leader)
         return stream.subscribe()
 
-    async def _open_stream(self, req: ChatRequest, ctx: RequestContext) -> ChunkStream:
+    async def _open_stream(
+        self, req: ChatRequest, ctx: RequestContext, plan: CachePlan | None
+    ) -> ChunkStream:
         opened: dict[str, tuple[Deployment, str, float]] = {}
 
         async def call(dep: Deployment, model: str) -> Opened:
@@ -176,7 +191,18 @@ class Pipeline:
             ctx, req.model, req.fallbacks, call, _estimate(req.body), discard
         )
         dep, model, started = opened["it"]
-        return self._relay(ctx, dep, model, first, upstream, started, prompt_tokens(req.body))
+        return self._relay(ctx, dep, model, first, upstream, started, prompt_tokens(req.body), plan)
+
+    def _cache_plan(self, req: ChatRequest, ctx: RequestContext) -> CachePlan | None:
+        if self.cache is None:
+            return None
+        return self.cache.plan(req, ctx, self.router.resolve(req.model)[0].name)
+
+    async def _cached(self, plan: CachePlan, ctx: RequestContext) -> Hit | None:
+        assert self.cache is not None
+        hit = await self.cache.lookup(plan, ctx)
+        ctx.cache_hit = hit is not None
+        return hit
 
     def _coalesce_key(self, req: ChatRequest, ctx: RequestContext) -> str | None:
         """The key identical concurrent requests share, or None when this one must not
@@ -234,23 +260,32 @@ class Pipeline:
         upstream: ChunkStream,
         started: float,
         prompt_tokens: Callable[[], int],
+        plan: CachePlan | None = None,
     ) -> ChunkStream:
         usage: JSON | None = None
         outcome = "cancelled"
         produced = 0  # characters generated, to estimate a stream that ends without usage
         chunks = with_idle_timeout(upstream, dep.idle_timeout)
+        # A stream that completes is stored as one answer; its chunks are kept until then.
+        kept: list[JSON] | None = [] if plan is not None and plan.store else None
         try:
             if first is not None:
                 usage = first.data.get("usage") or usage
                 produced += generated_chars(first.data)
+                if kept is not None:
+                    kept.append(first.data)
                 yield first
             async for chunk in chunks:
                 if chunk.data.get("usage"):
                     usage = chunk.data["usage"]
                 else:
                     produced += generated_chars(chunk.data)
+                if kept is not None:
+                    kept.append(chunk.data)
                 yield chunk
             outcome = "ok"
+            if kept is not None and plan is not None and self.cache is not None:
+                await self.cache.store_stream(plan, kept, dep.id, ctx)
         except GatewayError as exc:
             exc.deployment = dep.id
             outcome = exc.kind

@@ -57,6 +57,7 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False  # the client asked for the final usage chunk
     fallbacks: tuple[str, ...] | None = None  # the request's own fallback list, if it has one
+    cache: CacheControl | None = None  # the body's own `cache` field (sent with `extra_body`)
 
 
 @dataclass(slots=True)
@@ -105,6 +106,29 @@ class Principal:
 
 
 @dataclass(slots=True)
+class CacheControl:
+    """A request's own cache instructions (headers or the body's `cache` field)."""
+
+    lookup: bool = True  # False: no-cache (refresh: ask upstream, store the new answer)
+    store: bool = True  # False: no-store
+    force: bool = False  # cache even a request with temperature > 0
+    ttl: float | None = None  # seconds the stored answer lives
+    namespace: str | None = None
+
+    def merge(self, other: CacheControl | None) -> CacheControl:
+        """This control with ``other``'s (the body's) instructions on top."""
+        if other is None:
+            return self
+        return CacheControl(
+            lookup=self.lookup and other.lookup,
+            store=self.store and other.store,
+            force=self.force or other.force,
+            ttl=other.ttl if other.ttl is not None else self.ttl,
+            namespace=other.namespace if other.namespace is not None else self.namespace,
+        )
+
+
+@dataclass(slots=True)
 class RequestContext:
     request_id: str
     credential: str | None = None
@@ -148,6 +172,10 @@ class RequestContext:
         self.cost = (self.cost or 0) + nanos
         self.priced = self.priced and priced
 
+    cache_control: CacheControl | None = None  # from the x-lockgate-cache* headers
+    cache: str = ""  # hit, miss, refresh or bypass: what the response cache did
+    cache_age: float | None = None  # seconds since a cache hit's answer was stored
+
     def served_by(self, group: str, deployment: str, provider: str) -> None:
         """Record the attempt about to be made; the last one is what the headers show."""
         self.attempts += 1
@@ -169,6 +197,10 @@ class RequestContext:
 
     def response_headers(self) -> dict[str, str]:
         headers = {"x-request-id": self.request_id}
+        if self.cache:
+            headers["x-lockgate-cache"] = self.cache
+            if self.cache_age is not None:
+                headers["x-lockgate-cache-age"] = str(int(self.cache_age))
         if self.deployment:
             headers["x-lockgate-model-group"] = self.model_group
             headers["x-lockgate-deployment"] = self.deployment

@@ -158,6 +158,10 @@ class PriceBook:
             self.spent[deployment] = self.spent.get(deployment, 0) + cost.nanos
         return cost
 
+    def quote(self, deployment: str, provider: str, model: str, usage: Usage) -> Cost:
+        """What ``usage`` costs, without counting it as spent (e.g. what a cache hit saved)."""
+        return self._cost(deployment, provider, model, usage)
+
     def _cost(self, deployment: str, provider: str, model: str, usage: Usage) -> Cost:
         rates = self._overrides.get(deployment)
         if rates is not None:

@@ -49,6 +49,7 @@ _OPENAI_COMPATIBLE = "lockgate.providers.openai_compat:from_config"
 ADAPTERS: dict[str, str] = {
     **{name: _OPENAI_COMPATIBLE for name in PROFILES},
     "local": "lockgate.providers.local:from_config",
+    "local-embed": "lockgate.providers.local_embed:from_config",
 }
 
 
