@@ -18,6 +18,7 @@ from lockgate.core.pipeline import Pipeline
 from lockgate.core.router import Deployment, ModelGroup, Router
 from lockgate.core.tasks import TaskTracker
 from lockgate.features.metrics import Metrics
+from lockgate.features.replicas import Replicas
 from lockgate.providers.http import HttpPool
 from lockgate.providers.registry import ProviderContext, create_provider
 from lockgate.state import STATE, GatewayState
@@ -96,8 +97,19 @@ def build_app(config: Config) -> web.Application:
         max_wait=config.admission.max_wait,
     )
     redis = SharedRedis(config.redis) if config.redis is not None else None
+    replicas = (
+        Replicas(redis, config.redis, pipeline, tasks, metrics)
+        if redis is not None and config.redis is not None
+        else None
+    )
     state = GatewayState(
-        config=config, pipeline=pipeline, metrics=metrics, tasks=tasks, http=http, redis=redis
+        config=config,
+        pipeline=pipeline,
+        metrics=metrics,
+        tasks=tasks,
+        http=http,
+        redis=redis,
+        replicas=replicas,
     )
     app[STATE] = state
     openai_routes.add_routes(app)
@@ -114,7 +126,11 @@ async def _on_shutdown(app: web.Application) -> None:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
+    if state.replicas is not None:
+        state.replicas.start()
     yield
+    if state.replicas is not None:
+        await state.replicas.stop()
     await state.tasks.drain(grace=state.config.server.shutdown_timeout)
     await state.http.close()
     if state.redis is not None:

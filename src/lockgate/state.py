@@ -10,6 +10,7 @@ from lockgate.config.schema import Config
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.tasks import TaskTracker
 from lockgate.features.metrics import Metrics
+from lockgate.features.replicas import Replicas
 from lockgate.providers.http import HttpPool
 from lockgate.storage.redis import SharedRedis
 
@@ -22,6 +23,7 @@ class GatewayState:
     tasks: TaskTracker
     http: HttpPool
     redis: SharedRedis | None = None
+    replicas: Replicas | None = None  # shared cooldowns, limits, coalescing (with redis)
     draining: bool = False
 
 

@@ -124,6 +124,10 @@ class Router:
             reverse=True,
         )
         self._names = [g.name for g in groups]
+        self._groups = list(groups)
+
+    def groups(self) -> list[ModelGroup]:
+        return list(self._groups)
 
     def names(self) -> list[str]:
         return list(self._names)

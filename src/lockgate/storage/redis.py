@@ -23,6 +23,7 @@ class SharedRedis:
 
     def __init__(self, cfg: RedisConfig) -> None:
         self.prefix = cfg.prefix
+        self.socket_timeout = cfg.socket_timeout
         self.client: Redis = Redis.from_url(
             cfg.url.get_secret_value(),
             socket_timeout=cfg.socket_timeout,
