@@ -230,7 +230,7 @@ class Admission:
         left: a provider that allows a minute's budget at once shows it, one that allows
         only a second's worth never does."""
         now = self._clock()
-        before = self._learned()
+        before = self._learned() if self.peer is not None else ()
         if info.limit_requests:
             self.requests = self._adopt(
                 self.requests, info.limit_requests, _seen(info.remaining_requests), now
@@ -243,9 +243,9 @@ class Admission:
             self.requests.level = min(self.requests.available(now), info.remaining_requests)
         if self.tokens is not None and info.remaining_tokens is not None:
             self.tokens.level = min(self.tokens.available(now), info.remaining_tokens)
-        if self.peer is not None and (after := self._learned()) != before:
+        if before and (after := self._learned()) != before:
             for kind, old, new in zip(("requests", "tokens"), before, after, strict=True):
-                if new is not None and new != old:
+                if new is not None and new != old and self.peer is not None:
                     self.peer.learned(kind, *new)
 
     def _learned(self) -> tuple[tuple[float, float] | None, ...]:
