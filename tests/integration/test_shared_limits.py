@@ -5,16 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
+import pytest
 
+from lockgate.config.schema import RedisConfig
 from lockgate.providers.simulator import Simulator
+from lockgate.storage.redis import SharedRedis
 from tests.conftest import HELLO, Gateway, GatewayFactory, SimFactory, dep
 from tests.integration.replica_pair import replica_pair
 
 # 600 RPM, of which the provider holds one second's worth (10 requests) at a time.
 LIMITED = {"rpm": 600, "burst_seconds": 1, "latency": "10ms"}
+
+
+@pytest.fixture(autouse=True)
+async def _forget_learned_limits(redis_url: str, redis_prefix: str) -> AsyncIterator[None]:
+    """Learned limits are kept a day for replicas that start later: not this test's."""
+    yield
+    redis = SharedRedis(RedisConfig.model_validate({"url": redis_url, "prefix": redis_prefix}))
+    try:
+        keys = [k async for k in redis.client.scan_iter(match=f"{redis_prefix}*")]
+        if keys:
+            await redis.client.delete(*keys)
+    finally:
+        await redis.close()
 
 
 async def _load(gateways: tuple[Gateway, ...], seconds: float, workers: int) -> int:

@@ -86,8 +86,8 @@ class RemoteCoalescer:
         if held is None:
             return await self._lead(key, token, produce)
         payload = await self._follow(key, held.decode(), deadline)
-        if payload is None:
-            self._count("timeout")
+        if payload is None or "down" in payload:
+            self._count("timeout" if payload is None else "alone")
             return await produce()
         if "ok" in payload:
             self._count("followed")
@@ -127,30 +127,43 @@ class RemoteCoalescer:
         link.send("coalesce_result", lambda _: self._publish(keys=keys, args=args))
 
     async def _follow(self, key: str, token: str, deadline: float | None) -> JSON | None:
-        """The leader's published outcome, or None when it did not come in time."""
+        """The leader's published outcome, or None when it did not come in time. Every
+        sync interval the follower also looks at the keys, in case the message was lost
+        (the leader's replica lost Redis, or this replica's listener reconnected)."""
         link = self._link
-        wait = self._wait
+        give_up = time.perf_counter() + self._wait
         if deadline is not None:
-            wait = min(wait, deadline - time.perf_counter())
+            give_up = min(give_up, deadline)
         future: asyncio.Future[JSON] = asyncio.get_running_loop().create_future()
         waiting = self._waiting.setdefault(key, [])
         waiting.append((token, future))
+        claim, result = link.redis.key("co", key), link.redis.key("cores", key)
         try:
             waiters = link.redis.key("cowait", key)
             pipe = link.client.pipeline(transaction=False)
             pipe.sadd(waiters, link.replica)
             pipe.pexpire(waiters, self._claim_ms)
-            pipe.get(link.redis.key("cores", key))
-            stored = (await link.call("coalesce_wait", pipe.execute()))[2]
-            if stored is not None:
-                event = orjson.loads(stored)
-                if event.get("t") == token:
+            pipe.get(result)
+            pipe.get(claim)
+            replies = await link.call("coalesce_wait", pipe.execute())
+            while True:
+                stored, held = replies[-2], replies[-1]
+                if stored is not None and (event := orjson.loads(stored)).get("t") == token:
                     return dict(event)
-            async with asyncio.timeout(max(wait, 0.0)):
-                return await future
+                if held is None or held.decode() != token:
+                    return {"gone": True}  # the leader finished, its news lost
+                left = give_up - time.perf_counter()
+                if left <= 0:
+                    return None
+                try:
+                    async with asyncio.timeout(min(left, link.interval)):
+                        return await asyncio.shield(future)
+                except TimeoutError:
+                    pass
+                replies = await link.call("coalesce_wait", link.client.mget(result, claim))
         except asyncio.CancelledError:
             raise
-        except Exception:  # timed out, Redis failed, or the link went down
+        except Exception:  # Redis failed, or the link went down
             return None
         finally:
             waiting.remove((token, future))
@@ -167,7 +180,7 @@ class RemoteCoalescer:
         for waiting in self._waiting.values():
             for _, future in waiting:
                 if not future.done():
-                    future.set_exception(ConnectionError("shared state went down"))
+                    future.set_result({"down": True})
 
     async def sync(self, link: SharedLink) -> None:
         return None
