@@ -33,6 +33,8 @@ async def test_a_circuit_opened_by_one_replica_keeps_the_other_away(
     assert chats(broken) == 2  # replica B never sent it anything
     assert b.state.replicas is not None
     assert b.state.replicas.link.received["open"] >= 1
+    assert a.state.replicas is not None
+    assert a.state.replicas.link.sent["open"] >= 1
 
 
 async def test_one_replica_probes_when_the_cooldown_ends(

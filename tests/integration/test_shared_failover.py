@@ -63,6 +63,38 @@ async def test_unreachable_redis_costs_nothing_but_sharing(
     assert "127.0.0.1:1" not in caplog.text
 
 
+async def test_a_redis_that_never_answers_does_not_hang_requests(
+    make_gateway: GatewayFactory, make_sim: SimFactory, redis_prefix: str
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while await reader.read(65536):
+                pass  # accepts every command, answers none
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    upstream = await make_sim(latency="50ms")
+    redis = {"url": f"redis://127.0.0.1:{port}/0", "prefix": redis_prefix,
+             "socket_timeout": 0.2}  # fmt: skip
+    gw = await make_gateway(
+        [{"name": "m", "deployments": [dep(upstream, "a")]}], sections={"redis": redis}
+    )
+    try:
+        async with gw.client() as client:
+            for temperature in (0, 0.7, 0):
+                started = time.perf_counter()
+                await client.chat.completions.create(
+                    model="m", messages=ASK, temperature=temperature
+                )
+                assert time.perf_counter() - started < 1.5
+        assert gw.state.replicas is not None
+        assert not gw.state.replicas.link.up
+        assert chats(upstream) == 3
+    finally:
+        server.close()
+
+
 class _Proxy:
     """A TCP proxy to Redis that the test can cut (closing every connection) and restore."""
 

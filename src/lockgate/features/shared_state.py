@@ -294,6 +294,12 @@ class SharedLink:
         for kind, count in self.received.items():
             received.add_metric([kind], count)
         yield received
+        sent = CounterMetricFamily(
+            "lockgate_shared_state_writes", "Shared-state writes made, by kind.", labels=["kind"]
+        )
+        for kind, count in self.sent.items():
+            sent.add_metric([kind], count)
+        yield sent
         yield CounterMetricFamily(
             "lockgate_shared_state_writes_dropped",
             "Shared-state writes not made because Redis was unavailable.",
