@@ -22,6 +22,7 @@ from lockgate.features.cache.response_cache import SavedCost
 from lockgate.features.cache.wiring import attach_embedders, build_cache
 from lockgate.features.metrics import Metrics
 from lockgate.features.pricing import PriceBook
+from lockgate.features.replicas import Replicas
 from lockgate.providers.http import HttpPool
 from lockgate.providers.registry import ProviderContext, create_provider
 from lockgate.state import STATE, GatewayState
@@ -121,6 +122,11 @@ def build_app(config: Config) -> web.Application:
     if cache is not None:
         attach_embedders(cache, config, pipeline)
         metrics.registry.register(cache.metrics)
+    replicas = (
+        Replicas(redis, config.redis, pipeline, tasks, metrics)
+        if redis is not None and config.redis is not None
+        else None
+    )
     state = GatewayState(
         config=config,
         pipeline=pipeline,
@@ -130,6 +136,7 @@ def build_app(config: Config) -> web.Application:
         redis=redis,
         closers=closers,
         database=database,
+        replicas=replicas,
     )
     app[STATE] = state
     openai_routes.add_routes(app)
@@ -174,7 +181,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     if state.database is not None:
         await state.database.start()
+    if state.replicas is not None:
+        state.replicas.start()
     yield
+    if state.replicas is not None:
+        await state.replicas.stop()
     if state.database is not None:
         await state.database.close(grace=state.config.server.shutdown_timeout)
     await state.tasks.drain(grace=state.config.server.shutdown_timeout)

@@ -11,6 +11,7 @@ from lockgate.config.schema import Config
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.tasks import TaskTracker
 from lockgate.features.metrics import Metrics
+from lockgate.features.replicas import Replicas
 from lockgate.providers.http import HttpPool
 from lockgate.storage.redis import SharedRedis
 from lockgate.storage.service import Database
@@ -27,6 +28,7 @@ class GatewayState:
     # Releases what adapters hold beyond HTTP sessions (model threads), run at shutdown.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     database: Database | None = None  # keys, budgets, the spend ledger (None: turned off)
+    replicas: Replicas | None = None  # shared cooldowns, limits, coalescing (with redis)
     draining: bool = False
 
 

@@ -52,7 +52,7 @@ async def test_two_gateways_share_one_redis_cache(
         assert (await resp.json())["purged"] == 1
     assert await _ask(one) == "miss"
     assert chats(upstream) == 2
-    await wait_until(lambda: len(one.state.tasks) == 0)
+    await wait_until(lambda: one.state.tasks.running("cache-write") == 0)
     await one.state.pipeline.cache.purge(None, None)  # type: ignore[union-attr]
 
 
@@ -70,7 +70,7 @@ async def test_an_unreachable_redis_is_a_miss_not_a_failure(
         assert await _ask(gw) == "miss"
     assert chats(upstream) == 2
     assert time.perf_counter() - started < 5
-    await wait_until(lambda: len(gw.state.tasks) == 0)
+    await wait_until(lambda: gw.state.tasks.running("cache-") == 0)
 
 
 async def test_sqlite_cache_outlives_the_gateway(
@@ -82,7 +82,7 @@ async def test_sqlite_cache_outlives_the_gateway(
     models = [{"name": "m", "deployments": [dep(upstream, "a")]}]
     first = await make_gateway(models, sections=sections)
     assert await _ask(first) == "miss"
-    await wait_until(lambda: len(first.state.tasks) == 0)
+    await wait_until(lambda: first.state.tasks.running("cache-") == 0)
     assert await _ask(first) == "hit"
     await first.state.pipeline.cache.close()  # type: ignore[union-attr]
 

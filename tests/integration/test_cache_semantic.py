@@ -127,16 +127,18 @@ async def test_replicas_match_each_others_paraphrases_through_redis(
     two = await make_gateway([model], sections=sections)
     async with one.client() as client:
         assert await _headers(client, _ask("What is the capital of France?")) == "miss"
-    await wait_until(lambda: len(one.state.tasks) == 0)  # the background write is done
+    await wait_until(lambda: one.state.tasks.running("cache-") == 0)  # the background write is done
     async with two.client() as client:
         assert await _headers(client, _ask("Which city is the capital of France?")) == "hit"
         assert await _headers(client, _ask("How do I bake sourdough bread?")) == "miss"
     assert chats(upstream) == 2
-    await wait_until(lambda: len(two.state.tasks) == 0)
+    await wait_until(lambda: two.state.tasks.running("cache-") == 0)
     await two.state.pipeline.cache.purge(None, None)  # type: ignore[union-attr]
     redis = two.state.redis
     assert redis is not None
-    assert [k async for k in redis.client.scan_iter(match=f"{redis_prefix}*")] == []
+    # Nothing of the cache is left (the replicas' own shared state is not the cache's).
+    left = [k async for k in redis.client.scan_iter(match=f"{redis_prefix}*")]
+    assert [k for k in left if k.split(b":")[2].startswith(b"cache")] == []
 
 
 async def test_semantic_vectors_persist_in_sqlite(
@@ -152,7 +154,7 @@ async def test_semantic_vectors_persist_in_sqlite(
     first = await make_gateway([model], sections=sections)
     async with first.client() as client:
         assert await _headers(client, _ask("What is the capital of France?")) == "miss"
-    await wait_until(lambda: len(first.state.tasks) == 0)
+    await wait_until(lambda: first.state.tasks.running("cache-") == 0)
     await first.state.pipeline.cache.close()  # type: ignore[union-attr]
     second = await make_gateway([model], sections=sections)
     async with second.client() as client:

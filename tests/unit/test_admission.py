@@ -63,3 +63,47 @@ def test_concurrency_limit() -> None:
     assert not adm.try_acquire(0)
     adm.release()
     assert adm.try_acquire(0)
+
+
+def test_a_share_of_the_capacity_per_replica() -> None:
+    clock = Clock()
+    adm = Admission(max_concurrency=5, rpm=60, clock=clock)
+    adm.set_share(0.5)  # two replicas
+    assert adm.concurrency == 3
+    assert all(adm.try_acquire(0) for _ in range(3))
+    assert not adm.try_acquire(0)  # concurrency: three of five
+    for _ in range(3):
+        adm.release()
+    granted = 3
+    while adm.try_acquire(0):
+        adm.release()
+        granted += 1
+    assert granted == 30  # half the bucket
+    clock.now += 2.0
+    assert adm.try_acquire(0)  # refilled at half the rate: one request in two seconds
+    adm.release()
+    assert not adm.try_acquire(0)
+
+
+def test_learned_limits_and_pauses_are_told_and_adopted() -> None:
+    told: list[tuple[object, ...]] = []
+
+    class Peer:
+        def learned(self, kind: str, limit: float, capacity: float) -> None:
+            told.append(("learned", kind, limit, capacity))
+
+        def paused(self, seconds: float, factor: float) -> None:
+            told.append(("paused", seconds, factor))
+
+    adm = Admission()
+    adm.peer = Peer()
+    adm.observe(RateLimitInfo(limit_requests=600, remaining_requests=9))
+    adm.observe(RateLimitInfo(limit_requests=600, remaining_requests=5))  # nothing new
+    adm.rate_limited(3.0)
+    assert told == [("learned", "requests", 600, 10.0), ("paused", 3.0, 0.5)]
+    other = Admission()
+    other.adopt_limit("requests", 600, 10)
+    other.adopt_pause(3.0, 0.5)
+    assert other.requests is not None and other.requests.capacity == 10
+    assert other.requests.factor == 0.5
+    assert not other.try_acquire(0)  # paused like the replica that got the 429

@@ -71,3 +71,56 @@ def test_cancelled_probe_is_released() -> None:
     assert not breaker.available()
     breaker.release()
     assert breaker.available()
+
+
+class Peer:
+    """Records what a breaker tells the other replicas."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, float]] = []
+
+    def opened(self, seconds: float, cooldown: float) -> None:
+        self.told.append(("opened", seconds))
+
+    def closed(self) -> None:
+        self.told.append(("closed", 0.0))
+
+
+def test_another_replicas_open_circuit_is_adopted_without_echo() -> None:
+    breaker, _, seen = _breaker(cooldown=5)
+    breaker.peer = peer = Peer()
+    told = peer.told
+    breaker.adopt_open(20, cooldown=10)
+    assert breaker.state == OPEN and not breaker.available()
+    assert breaker.retry_in() == 20
+    assert told == []  # news from a peer is not sent back
+    breaker.adopt_closed()
+    assert breaker.state == CLOSED and seen == [OPEN, CLOSED]
+    assert told == []
+
+
+def test_a_held_probe_waits_for_the_lease() -> None:
+    breaker, clock, _ = _breaker(consecutive_failures=1, cooldown=5)
+    breaker.failure(errors.UpstreamError("boom"))
+    breaker.hold_probe(15)  # another replica may probe first
+    clock.now += 6
+    assert not breaker.available()
+    assert breaker.retry_in() == 9
+    breaker.allow_probe()  # this replica won the lease
+    assert breaker.available()
+    breaker.acquire()
+    assert breaker.state == HALF_OPEN
+
+
+def test_peer_hears_opens_and_only_a_probe_s_close() -> None:
+    breaker, clock, _ = _breaker(consecutive_failures=1, cooldown=5)
+    breaker.peer = peer = Peer()
+    told = peer.told
+    breaker.failure(errors.UpstreamError("boom"))
+    clock.now += 5
+    breaker.acquire()
+    breaker.failure(errors.UpstreamError("probe failed"))  # cooldown doubled
+    clock.now += 10
+    breaker.acquire()
+    breaker.success()
+    assert told == [("opened", 5), ("opened", 10), ("closed", 0.0)]

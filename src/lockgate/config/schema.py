@@ -209,6 +209,13 @@ class RedisConfig(Strict):
     # Redis trouble must never hang a request: each command gives up after this long and
     # the caller fails open to its in-process state.
     socket_timeout: Annotated[float, Field(gt=0)] = 0.25
+    # Seconds between a replica's heartbeats and re-reads of the shared keys (what a
+    # missed message costs at most); see docs/shared-state.md.
+    sync_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # Seconds one replica holds the right to probe a deployment whose cooldown ended.
+    probe_lease: Annotated[float, Field(gt=0)] = 10.0
+    # Seconds a request waits for another replica's identical call before calling itself.
+    coalesce_wait: Annotated[float, Field(gt=0)] = 60.0
 
 
 _DATABASE_URL = re.compile(r"^(sqlite(\+aiosqlite)?:///.+|postgres(ql)?(\+asyncpg)?://.+)$")

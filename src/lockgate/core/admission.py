@@ -7,6 +7,10 @@ some rate back (additive increase, multiplicative decrease). Requests beyond cap
 in a priority queue instead of being sent to collect 429s; one whose wait would pass its
 `max_wait` or deadline is refused at once with `QueueFull`, whose retry-after is the
 estimated wait.
+
+Several replicas: `set_share` gives this replica its part (1/N) of every bucket and of the
+concurrency limit, and an optional `CapacityPeer` is told what this replica learned (a
+limit, a 429's pause) so the others can `adopt_limit`/`adopt_pause` it.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from lockgate.core.errors import RateLimited
 from lockgate.core.types import RateLimitInfo
@@ -29,29 +35,46 @@ class QueueFull(RateLimited):
     default_code = "upstream_capacity_exceeded"
 
 
+class CapacityPeer(Protocol):
+    """Other replicas sharing a deployment's capacity (see features/shared_limits.py)."""
+
+    def learned(self, kind: str, limit: float, capacity: float) -> None:
+        """This replica sized its ``kind`` ("requests" or "tokens") bucket anew."""
+
+    def paused(self, seconds: float, factor: float) -> None:
+        """A 429 paused this replica for ``seconds`` and cut its rate to ``factor``."""
+
+
 class Bucket:
     """Refilled continuously at ``limit`` per minute (times ``factor``), holding up to
-    ``capacity`` (a minute's worth unless the provider shows it holds less)."""
+    ``capacity`` (a minute's worth unless the provider shows it holds less); ``share`` is
+    this replica's part of both when several replicas share the deployment."""
 
     def __init__(self, limit: float, now: float, capacity: float | None = None) -> None:
         self.limit = limit
         self.capacity = limit if capacity is None else capacity
         self.factor = 1.0
+        self.share = 1.0
         self.level = self.capacity
         self.learned = False  # sized from what the provider showed, not from config
         self._at = now
 
     @property
     def rate(self) -> float:  # per second
-        return self.limit * self.factor / 60.0
+        return self.limit * self.factor * self.share / 60.0
+
+    @property
+    def room(self) -> float:
+        """The most this replica's bucket holds."""
+        return max(self.capacity * self.share, 1.0)
 
     def available(self, now: float) -> float:
-        self.level = min(self.capacity, self.level + (now - self._at) * self.rate)
+        self.level = min(self.room, self.level + (now - self._at) * self.rate)
         self._at = now
         return self.level
 
     def seconds_until(self, amount: float, now: float) -> float:
-        missing = min(amount, self.capacity) - self.available(now)
+        missing = min(amount, self.room) - self.available(now)
         return max(missing, 0.0) / self.rate if self.rate > 0 else float("inf")
 
 
@@ -74,7 +97,10 @@ class Admission:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         now = clock()
-        self.max_concurrency = max_concurrency
+        self.max_concurrency = max_concurrency  # the deployment's, as configured
+        self.concurrency = max_concurrency  # this replica's part of it
+        self._share = 1.0
+        self.peer: CapacityPeer | None = None
         self.in_flight = 0
         self.requests = Bucket(rpm, now) if rpm else None
         self.tokens = Bucket(tpm, now) if tpm else None
@@ -121,13 +147,11 @@ class Admission:
         now = self._clock()
         if now < self._paused_until:
             return False
-        if self.max_concurrency is not None and self.in_flight >= self.max_concurrency:
+        if self.concurrency is not None and self.in_flight >= self.concurrency:
             return False
         if self.requests is not None and self.requests.available(now) < 1:
             return False
-        if self.tokens is not None and self.tokens.available(now) < min(
-            tokens, self.tokens.capacity
-        ):
+        if self.tokens is not None and self.tokens.available(now) < min(tokens, self.tokens.room):
             return False
         if self.requests is not None:
             self.requests.level -= 1
@@ -186,8 +210,8 @@ class Admission:
             wait += len(ahead) / self.requests.rate
         if ahead and self.tokens is not None and self.tokens.rate > 0:
             wait = max(wait, sum(w.tokens for w in ahead) / self.tokens.rate)
-        if self.max_concurrency is not None and self.in_flight >= self.max_concurrency:
-            rounds = (len(ahead) + 1) / self.max_concurrency
+        if self.concurrency is not None and self.in_flight >= self.concurrency:
+            rounds = (len(ahead) + 1) / self.concurrency
             wait = max(wait, rounds * self.typical_latency())
         return wait
 
@@ -206,24 +230,34 @@ class Admission:
         left: a provider that allows a minute's budget at once shows it, one that allows
         only a second's worth never does."""
         now = self._clock()
+        before = self._learned() if self.peer is not None else ()
         if info.limit_requests:
             self.requests = self._adopt(
-                self.requests, info.limit_requests, info.remaining_requests, now
+                self.requests, info.limit_requests, _seen(info.remaining_requests), now
             )
         if info.limit_tokens:
-            self.tokens = self._adopt(self.tokens, info.limit_tokens, info.remaining_tokens, now)
+            self.tokens = self._adopt(
+                self.tokens, info.limit_tokens, _seen(info.remaining_tokens), now
+            )
         if self.requests is not None and info.remaining_requests is not None:
             self.requests.level = min(self.requests.available(now), info.remaining_requests)
         if self.tokens is not None and info.remaining_tokens is not None:
             self.tokens.level = min(self.tokens.available(now), info.remaining_tokens)
+        if before and (after := self._learned()) != before:
+            for kind, old, new in zip(("requests", "tokens"), before, after, strict=True):
+                if new is not None and new != old and self.peer is not None:
+                    self.peer.learned(kind, *new)
 
-    def _adopt(
-        self, bucket: Bucket | None, limit: int, remaining: int | None, now: float
-    ) -> Bucket:
-        seen = max(float(remaining or 0) + 1.0, 1.0)
+    def _learned(self) -> tuple[tuple[float, float] | None, ...]:
+        return tuple(
+            (b.limit, b.capacity) if b is not None else None for b in (self.requests, self.tokens)
+        )
+
+    def _adopt(self, bucket: Bucket | None, limit: float, seen: float, now: float) -> Bucket:
         if bucket is None:
             learned = Bucket(limit, now, capacity=min(limit, seen))
             learned.learned = True
+            learned.share = self._share
             return learned
         bucket.available(now)
         bucket.limit = limit
@@ -240,8 +274,52 @@ class Admission:
                 bucket.available(now)
                 bucket.level = min(bucket.level, 0.0)
         self._paused_until = max(self._paused_until, now + (retry_after or 1.0))
+        if self.peer is not None:
+            self.peer.paused(retry_after or 1.0, self._factor())
+
+    def _factor(self) -> float:
+        bucket = self.requests or self.tokens
+        return bucket.factor if bucket is not None else 1.0
 
     def succeeded(self) -> None:
         for bucket in (self.requests, self.tokens):
             if bucket is not None and bucket.factor < 1.0:
                 bucket.factor = min(bucket.factor + 0.05, 1.0)
+
+    # -- other replicas -------------------------------------------------------------------
+
+    def set_share(self, share: float) -> None:
+        """Take ``share`` (1/N for N live replicas) of the deployment's capacity."""
+        now = self._clock()
+        self._share = share
+        for bucket in (self.requests, self.tokens):
+            if bucket is not None:
+                bucket.available(now)
+                bucket.share = share
+        if self.max_concurrency is not None:
+            self.concurrency = max(1, math.ceil(self.max_concurrency * share))
+        self._dispatch()
+
+    def adopt_limit(self, kind: str, limit: float, capacity: float) -> None:
+        """Another replica learned this deployment's ``kind`` limit and bucket size."""
+        now = self._clock()
+        if kind == "requests":
+            self.requests = self._adopt(self.requests, limit, capacity, now)
+        elif kind == "tokens":
+            self.tokens = self._adopt(self.tokens, limit, capacity, now)
+        self._dispatch()
+
+    def adopt_pause(self, seconds: float, factor: float) -> None:
+        """Another replica got a 429: send nothing for ``seconds``, at most ``factor``."""
+        now = self._clock()
+        for bucket in (self.requests, self.tokens):
+            if bucket is not None:
+                bucket.factor = max(min(bucket.factor, factor), 0.05)
+                bucket.available(now)
+                bucket.level = min(bucket.level, 0.0)
+        self._paused_until = max(self._paused_until, now + seconds)
+
+
+def _seen(remaining: int | None) -> float:
+    """The bucket size a provider's count of what is left shows, at least."""
+    return max(float(remaining or 0) + 1.0, 1.0)

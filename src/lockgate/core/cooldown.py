@@ -6,12 +6,17 @@
 
 Only failures that say something about the deployment count (retryable ones and a refused
 provider key); a bad request is the client's and leaves the breaker alone.
+
+Several replicas: an optional `CircuitPeer` is told when this breaker opens or its probe
+closes it, and drives it back with `adopt_open`/`adopt_closed` (another replica's news)
+and `hold_probe`/`allow_probe` (only the replica holding the probe lease probes).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from lockgate.config.schema import CooldownConfig
 from lockgate.core.errors import GatewayError, ProviderAuthError, RateLimited
@@ -19,6 +24,17 @@ from lockgate.core.window import SlidingCounts
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 Transition = Callable[[str, str], None]  # (deployment id, new state)
+
+
+class CircuitPeer(Protocol):
+    """Other replicas' view of the same deployment (see features/shared_cooldowns.py)."""
+
+    def opened(self, seconds: float, cooldown: float) -> None:
+        """This replica opened the circuit for ``seconds``; ``cooldown`` is its current
+        (possibly doubled) cooldown length."""
+
+    def closed(self) -> None:
+        """This replica's half-open probe succeeded."""
 
 
 class Breaker:
@@ -39,6 +55,8 @@ class Breaker:
         self._cooldown = config.cooldown
         self._probing = False
         self._counts = SlidingCounts(config.window, clock)  # calls, failures
+        self._hold = 0.0  # no probe before this time: another replica may be probing
+        self.peer: CircuitPeer | None = None
 
     # -- routing ------------------------------------------------------------------------
 
@@ -47,12 +65,16 @@ class Breaker:
         if self.state == CLOSED:
             return True
         if self.state == OPEN:
-            return self._clock() >= self._until
+            return self._probe_due()
         return not self._probing
+
+    def _probe_due(self) -> bool:
+        now = self._clock()
+        return now >= self._until and now >= self._hold
 
     def acquire(self) -> None:
         """Called for the deployment chosen: an elapsed open period becomes the probe."""
-        if self.state == OPEN and self._clock() >= self._until:
+        if self.state == OPEN and self._probe_due():
             self._set(HALF_OPEN)
         if self.state == HALF_OPEN:
             self._probing = True
@@ -62,7 +84,39 @@ class Breaker:
         self._probing = False
 
     def retry_in(self) -> float:
-        return max(self._until - self._clock(), 0.0)
+        return max(max(self._until, self._hold) - self._clock(), 0.0)
+
+    # -- other replicas -----------------------------------------------------------------
+
+    def adopt_open(self, seconds: float, cooldown: float | None = None) -> None:
+        """Another replica opened this deployment's circuit for ``seconds`` more."""
+        until = self._clock() + seconds
+        if cooldown is not None:
+            self._cooldown = min(max(self._cooldown, cooldown), self._cfg.max_cooldown)
+        if self.state == OPEN and until <= self._until:
+            return
+        self._until = max(self._until, until)
+        self._consecutive = 0
+        self._probing = False
+        if self.state != OPEN:
+            self._set(OPEN)
+
+    def adopt_closed(self) -> None:
+        """Another replica's probe succeeded: the deployment is back."""
+        self._hold = 0.0
+        if self.state == CLOSED:
+            return
+        self._probing = False
+        self._consecutive = 0
+        self._cooldown = self._cfg.cooldown
+        self._set(CLOSED)
+
+    def hold_probe(self, seconds: float) -> None:
+        """Start no probe for ``seconds``: another replica holds the probe."""
+        self._hold = self._clock() + seconds
+
+    def allow_probe(self) -> None:
+        self._hold = 0.0
 
     # -- outcomes -----------------------------------------------------------------------
 
@@ -70,9 +124,13 @@ class Breaker:
         self._count(failed=False)
         self._consecutive = 0
         if self.state != CLOSED:
+            probed = self.state == HALF_OPEN
             self._probing = False
+            self._hold = 0.0
             self._cooldown = self._cfg.cooldown
             self._set(CLOSED)
+            if probed and self.peer is not None:
+                self.peer.closed()
 
     def failure(self, exc: GatewayError) -> None:
         if not (exc.retryable or isinstance(exc, ProviderAuthError)):
@@ -96,10 +154,13 @@ class Breaker:
         return calls >= cfg.min_calls and failures >= cfg.error_rate * calls
 
     def _open(self, seconds: float) -> None:
-        self._until = max(self._until, self._clock() + seconds)
+        now = self._clock()
+        self._until = max(self._until, now + seconds)
         self._consecutive = 0
         if self.state != OPEN:
             self._set(OPEN)
+        if self.peer is not None:
+            self.peer.opened(self._until - now, self._cooldown)
 
     def _set(self, state: str) -> None:
         self.state = state

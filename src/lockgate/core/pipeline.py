@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TypeVar
 
 import orjson
@@ -47,7 +48,7 @@ from lockgate.core.types import (
     Usage,
 )
 from lockgate.features.cache.response_cache import CachePlan, Hit, ResponseCache
-from lockgate.features.coalesce import Broadcast, Coalescer, coalesce_key
+from lockgate.features.coalesce import Broadcast, Coalescer, CrossReplica, coalesce_key
 from lockgate.features.metrics import Metrics
 
 T = TypeVar("T")
@@ -76,6 +77,7 @@ class Pipeline:
         self.metrics = metrics
         self.tasks = tasks
         self.coalescer = Coalescer(tasks)
+        self.cross_replica: CrossReplica | None = None  # set when replicas share Redis
         cfg = retry or RetryConfig()
         budget = RetryBudget(cfg.budget_ratio, cfg.budget_window, cfg.budget_min_retries)
         self.retrier = Retrier(cfg, budget, random.Random(), tasks, max_wait=max_wait)
@@ -112,8 +114,11 @@ class Pipeline:
         key = self._coalesce_key(req, ctx)
         if key is None:
             return (await answer())[0]
-        (result, leader), joined = await self.coalescer.share(key, answer)
-        if joined:
+        produce: Callable[[], Awaitable[tuple[ChatResponse, RequestContext]]] = answer
+        if self.cross_replica is not None:
+            produce = partial(self.cross_replica.share, key, answer, ctx.deadline)
+        (result, leader), _ = await self.coalescer.share(key, produce)
+        if leader is not ctx:  # answered by another request's call, here or on a replica
             self._followed(ctx, leader)
         return result
 

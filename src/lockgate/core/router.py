@@ -123,8 +123,8 @@ class Router:
             key=lambda g: len(g.prefix or ""),
             reverse=True,
         )
-        self._groups = list(groups)
         self._names = [g.name for g in groups]
+        self._groups = list(groups)
 
     def names(self) -> list[str]:
         return list(self._names)

@@ -34,6 +34,10 @@ class TaskTracker:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    def running(self, prefix: str) -> int:
+        """How many tasks whose name starts with ``prefix`` are still running."""
+        return sum(1 for task in self._tasks if task.get_name().startswith(prefix))
+
     async def drain(self, grace: float) -> None:
         """Refuse new tasks, wait up to ``grace`` seconds for running ones, cancel the rest."""
         self._closed = True

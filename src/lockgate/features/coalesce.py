@@ -12,18 +12,30 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
 from lockgate.core.errors import UpstreamError
 from lockgate.core.tasks import TaskTracker
-from lockgate.core.types import JSON, Chunk, ChunkStream
+from lockgate.core.types import JSON, ChatResponse, Chunk, ChunkStream, RequestContext
 
 T = TypeVar("T")
 
 # Fields that do not change the answer, or only change its delivery.
 _IGNORED = frozenset({"stream", "stream_options", "user", "metadata", "fallbacks"})
+
+
+Answer = tuple[ChatResponse, RequestContext]  # a response and the request that called for it
+
+
+class CrossReplica(Protocol):
+    """Coalescing beyond this process (features/shared_coalesce.py): ``produce`` runs on
+    one replica for every identical request in flight on any of them."""
+
+    async def share(
+        self, key: str, produce: Callable[[], Awaitable[Answer]], deadline: float | None
+    ) -> Answer: ...
 
 
 def coalesce_key(scope: str, model: str, body: JSON, *, stream: bool) -> str:
