@@ -34,6 +34,7 @@ def blockbuster() -> Iterator[BlockBuster]:
         # the test's client set-up, not the gateway's event loop work.
         for function in bb.functions.values():
             function.can_block_in("openai/_base_client.py", "__init__")
+            function.can_block_in("anthropic/_base_client.py", "__init__")
         yield bb
 
 
