@@ -35,6 +35,7 @@ def blockbuster() -> Iterator[BlockBuster]:
         for function in bb.functions.values():
             function.can_block_in("openai/_base_client.py", "__init__")
             function.can_block_in("anthropic/_base_client.py", "__init__")
+            function.can_block_in("anthropic/_client.py", "__init__")
         yield bb
 
 
