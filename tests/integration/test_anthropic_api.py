@@ -78,6 +78,10 @@ async def test_text_reply_usage_and_headers(gateway: Gateway, simulator: Simulat
     assert raw.headers["request-id"] == raw.headers["x-request-id"]
     assert raw.request_id == raw.headers["x-request-id"]
     assert raw.headers["x-lockgate-deployment"] == "openai/gpt-4o-mini"
+    billed = 'lockgate_tokens_total{deployment="openai/gpt-4o-mini",model="gpt-4o-mini",type='
+    metrics = gateway.state.metrics.render().decode()
+    assert f'{billed}"completion"}} 5.0' in metrics
+    assert f'{billed}"prompt"}} {message.usage.input_tokens}.0' in metrics
 
 
 async def test_system_prompt_multi_turn_and_options(gateway: Gateway, simulator: Simulator) -> None:

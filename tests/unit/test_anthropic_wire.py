@@ -179,6 +179,11 @@ def test_invalid_requests_name_the_field(body: dict[str, Any], message: str) -> 
     assert info.value.message.startswith(message)
 
 
+def test_empty_content_is_an_empty_message() -> None:
+    body = _req(messages=[{"role": "user", "content": []}])
+    assert body["messages"] == [{"role": "user", "content": ""}]
+
+
 def test_count_tokens_does_not_need_max_tokens() -> None:
     req = to_chat_request(
         {"model": "m", "messages": [{"role": "user", "content": "x"}]}, require_max_tokens=False

@@ -101,8 +101,8 @@ def _message(message: Any, path: str) -> list[JSON]:
     if role not in ("user", "assistant"):
         raise _invalid(f"{path}.role", "Input should be 'user' or 'assistant'")
     content = message.get("content")
-    if isinstance(content, str):
-        return [{"role": role, "content": content}]
+    if isinstance(content, str) or content == []:
+        return [{"role": role, "content": content or ""}]
     if not isinstance(content, list):
         raise _invalid(f"{path}.content", "Input should be a string or a list of blocks")
     blocks = [(b, f"{path}.content.{i}") for i, b in enumerate(content)]
