@@ -395,6 +395,20 @@ async def test_upstream_failures_are_typed(
         assert info.value.response.headers["retry-after"] == "1"
 
 
+async def test_body_over_limit_is_request_too_large(
+    make_gateway: GatewayFactory, simulator: Simulator
+) -> None:
+    gw = await make_gateway([one_model(simulator.base_url)], max_body_bytes=2048)
+    async with sdk(gw) as client:
+        with pytest.raises(anthropic.ContentTooLargeError) as info:
+            await client.messages.create(
+                model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "x" * 5000}]
+            )
+    assert info.value.status_code == 413
+    assert _error(info.value)["type"] == "request_too_large"
+    assert simulator.requests == []
+
+
 async def test_stream_broken_after_start_ends_with_error_event(
     gateway: Gateway, simulator: Simulator
 ) -> None:
