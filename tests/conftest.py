@@ -30,10 +30,13 @@ PROVIDER_KEY = "sk-provider-secret-abcdefghijklmnop"
 def blockbuster() -> Iterator[BlockBuster]:
     """Fail any test in which something blocks the event loop."""
     with blockbuster_ctx(scanned_modules=["lockgate", "tests"]) as bb:
-        # The SDK reads certificates and package metadata when a client is built: that is
-        # the test's client set-up, not the gateway's event loop work.
+        # The SDKs read certificates and package metadata (anthropic's also its credential
+        # files) when a client is built: that is the test's client set-up, not the
+        # gateway's event loop work.
         for function in bb.functions.values():
             function.can_block_in("openai/_base_client.py", "__init__")
+            function.can_block_in("anthropic/_base_client.py", "__init__")
+            function.can_block_in("anthropic/_client.py", "__init__")
         yield bb
 
 

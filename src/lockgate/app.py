@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from lockgate.api import cache_admin, openai_routes, ops_routes
+from lockgate.api import anthropic_routes, cache_admin, openai_routes, ops_routes
 from lockgate.api.middleware import gateway_middleware
 from lockgate.config.schema import Config, CooldownConfig, ModelConfig
 from lockgate.core.admission import Admission
@@ -140,6 +140,7 @@ def build_app(config: Config) -> web.Application:
     )
     app[STATE] = state
     openai_routes.add_routes(app)
+    anthropic_routes.add_routes(app)
     ops_routes.add_routes(app)
     cache_admin.add_routes(app)
     app.on_shutdown.append(_on_shutdown)

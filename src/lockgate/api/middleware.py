@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from lockgate.api.errors import openai_error_response
+from lockgate.api.errors import error_renderer
 from lockgate.core.errors import BadRequest, GatewayError, NotFound
 from lockgate.core.types import CacheControl, RequestContext
 from lockgate.state import STATE
@@ -38,8 +38,9 @@ def _credential(request: web.Request) -> str | None:
     auth = request.headers.get("Authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" else None
-    return request.headers.get("x-api-key")
+        if scheme.lower() == "bearer":
+            return token.strip()
+    return request.headers.get("x-api-key")  # Anthropic's header
 
 
 def _controls(request: web.Request, ctx: RequestContext) -> None:
@@ -117,14 +118,14 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
     except GatewayError as exc:
         ctx.outcome = exc.kind
-        response = openai_error_response(exc, ctx)
+        response = error_renderer(request.app, endpoint)(exc, ctx)
     except web.HTTPException as exc:  # aiohttp's own: unknown path, wrong method
         if exc.status == 404:
             err: GatewayError = NotFound(f"Unknown path {request.path}", code="unknown_url")
         else:
             err = GatewayError(exc.reason, status=exc.status, code="http_error")
         ctx.outcome = err.kind
-        response = openai_error_response(err, ctx)
+        response = error_renderer(request.app, endpoint)(err, ctx)
     except CancelledError:
         ctx.outcome = "client_disconnected"
         raise
@@ -134,7 +135,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         log.exception("unexpected error serving request %s", ctx.request_id)
         ctx.outcome = "internal"
         err = GatewayError(f"Internal gateway error (request id {ctx.request_id}).")
-        response = openai_error_response(err, ctx)
+        response = error_renderer(request.app, endpoint)(err, ctx)
     else:
         if not response.prepared:
             response.headers.update(ctx.response_headers())
