@@ -73,7 +73,10 @@ class AnthropicWire(OpenAIWire):
     routes = (Route(re.compile(r"/v1/messages"), "chat"),)
 
     def credential(self, request: web.BaseRequest) -> str:
-        return request.headers.get("x-api-key", "")
+        # x-api-key is Anthropic's header; recent SDKs send the key as a bearer token.
+        if "x-api-key" in request.headers:
+            return request.headers["x-api-key"]
+        return super().credential(request)
 
     def chat_request(
         self, body: Any, params: dict[str, str], route: Route, request: web.BaseRequest
