@@ -55,7 +55,8 @@ def messages_request(body: JSON, model: str, default_max_tokens: int, *, stream:
         out["stop_sequences"] = [stop]
     elif isinstance(stop, list) and stop:
         out["stop_sequences"] = list(stop)
-    for name in ("temperature", "top_p", "top_k"):
+    # top_k and thinking are Anthropic's own; a client sends them with `extra_body`.
+    for name in ("temperature", "top_p", "top_k", "thinking"):
         if body.get(name) is not None:
             out[name] = body[name]
     user = body.get("user")
