@@ -249,3 +249,22 @@ async def test_cache_reads_in_a_stream_are_billed(
     assert usage.prompt_tokens_details is not None
     assert usage.prompt_tokens_details.cached_tokens == 1200
     assert billed(gw, "prompt") == 1225 and billed(gw, "cached") == 1200
+
+
+async def test_a_refused_pool_key_is_swapped_for_the_next(
+    make_gateway: GatewayFactory, sim: Simulator
+) -> None:
+    models = anthropic(sim.root_url)
+    deployment = models[0]["deployments"][0]
+    del deployment["api_key"]
+    deployment["api_keys"] = ["sk-ant-revoked-0000000000", PROVIDER_KEY]
+    gw = await make_gateway(models, retry={"retries": 1})
+    async with gw.client() as client:
+        for _ in range(2):
+            reply = await client.chat.completions.create(
+                model="claude", messages=[{"role": "user", "content": "hi"}]
+            )
+            assert reply.choices[0].message.content
+    keys = [r.headers["x-api-key"] for r in sim.requests]
+    # The revoked key was tried once, refused, and never sent again.
+    assert keys == ["sk-ant-revoked-0000000000", PROVIDER_KEY, PROVIDER_KEY]
