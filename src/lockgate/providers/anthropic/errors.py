@@ -68,7 +68,7 @@ def error_from_type(
         if _TOO_LONG.search(message):
             return errors.ContextWindowExceeded(message, param="messages")
         return errors.BadRequest(message, status=400 if status is None else status)
-    return errors.UpstreamError(f"upstream error {status or kind}: {message}")
+    return errors.UpstreamError(f"upstream error {status or kind or '(in stream)'}: {message}")
 
 
 def _parse(body: bytes) -> tuple[str | None, str | None]:

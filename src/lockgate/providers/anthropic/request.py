@@ -22,8 +22,9 @@ DEFAULT_MAX_TOKENS = 4096
 _DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)(?:;[^,;]*)*?;base64,(?P<data>.*)", re.S)
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-# OpenAI fields with no Anthropic counterpart that change nothing when left out; anything
-# else unknown is dropped too (Anthropic rejects unknown fields), but these are expected.
+# OpenAI fields whose answer Anthropic cannot give: refused rather than silently ignored.
+# Other OpenAI-only fields (seed, penalties, logit_bias...) are left out of the request,
+# since Anthropic rejects fields it does not know.
 _REFUSED = {
     "logprobs": "Anthropic does not return log probabilities",
     "top_logprobs": "Anthropic does not return log probabilities",

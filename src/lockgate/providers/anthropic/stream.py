@@ -27,9 +27,9 @@ async def sse_events(lines: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, by
     data: list[bytes] = []
     buffer = b""
     async for piece in lines:
-        buffer += piece
-        while (end := buffer.find(b"\n")) >= 0:
-            line, buffer = buffer[:end].rstrip(b"\r"), buffer[end + 1 :]
+        *complete, buffer = (buffer + piece).split(b"\n")
+        for raw in complete:
+            line = raw.rstrip(b"\r")
             if not line:
                 if data:
                     yield name or "message", b"\n".join(data)
