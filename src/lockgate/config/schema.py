@@ -61,6 +61,9 @@ class DeploymentConfig(Strict):
     idle_timeout: Annotated[float, Field(gt=0)] | None = 120.0
     max_connections: Annotated[int, Field(gt=0)] = 1024
     headers: dict[str, str] = Field(default_factory=dict)
+    # The output cap sent to providers that require one (Anthropic) when a request sets no
+    # max_tokens; None: the adapter's default (4096 for Anthropic).
+    default_max_tokens: Annotated[int, Field(gt=0)] | None = None
     prices: Prices | None = None
     # Upstream capacity (admission control); the provider's x-ratelimit-* headers and 429s
     # refine or set the rates when none are configured.

@@ -50,6 +50,7 @@ ADAPTERS: dict[str, str] = {
     **{name: _OPENAI_COMPATIBLE for name in PROFILES},
     "local": "lockgate.providers.local:from_config",
     "local-embed": "lockgate.providers.local_embed:from_config",
+    "anthropic": "lockgate.providers.anthropic:from_config",
 }
 
 

@@ -32,7 +32,22 @@ def _openai(sim: Simulator) -> dict[str, Any]:
     return {"provider": "openai", "api_base": sim.base_url, "api_key": PROVIDER_KEY}
 
 
+def _anthropic(sim: Simulator) -> dict[str, Any]:
+    # The suite's simulated model has a 4,000-token context window and Anthropic refuses a
+    # prompt plus max_tokens beyond it, so requests without max_tokens need a default cap
+    # that fits (the adapter's own default, 4096, is sized for Claude's 200k windows).
+    return {
+        "provider": "anthropic",
+        "api_base": sim.root_url,
+        "api_key": PROVIDER_KEY,
+        "default_max_tokens": 1024,
+    }
+
+
 CASES: dict[str, Case] = {
     case.provider: case
-    for case in (Case("openai", _openai, lambda model, stream: "/v1/chat/completions"),)
+    for case in (
+        Case("openai", _openai, lambda model, stream: "/v1/chat/completions"),
+        Case("anthropic", _anthropic, lambda model, stream: "/v1/messages", overloaded_status=529),
+    )
 }

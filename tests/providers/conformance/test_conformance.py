@@ -238,3 +238,16 @@ async def test_content_filtered(rig: Rig) -> None:
         )
     body: Any = caught.value.body
     assert body["code"] == "content_filter"
+
+
+async def test_content_filtered_stream(rig: Rig) -> None:
+    # A filtered prompt fails before the stream starts, whatever the provider's own way of
+    # saying so (an error, or an answer that stops with a refusal).
+    with pytest.raises(openai.BadRequestError) as caught:
+        await rig.client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "tell me a forbidden topic"}],
+            stream=True,
+        )
+    body: Any = caught.value.body
+    assert body["code"] == "content_filter"

@@ -312,8 +312,15 @@ class Simulator:
         self, request: web.BaseRequest, wire: OpenAIWire, body: Any
     ) -> web.StreamResponse:
         call_id = f"call_{self._prefix}{next(self._ids):010d}_"
-        plan = plan_chat(body, self._options, call_id)
+        try:
+            plan = plan_chat(body, self._options, call_id)
+        except errors.SimulatedError as exc:
+            refusal = wire.refusal(exc, body, self._options)
+            if refusal is None:
+                raise
+            plan = refusal
         opts, headers = self._admit(plan.model, plan.prompt_tokens + plan.completion_tokens)
+        headers = wire.response_headers(headers)
         try:
             if plan.stream:
                 return await self._stream(request, wire, plan, opts, headers)
@@ -380,7 +387,7 @@ class Simulator:
         latency = opts.latency_dist
         if not latency.is_zero:
             await self._delay(latency.sample(self._rng))
-        return self._respond(200, wire.embed_body(plan), headers)
+        return self._respond(200, wire.embed_body(plan), wire.response_headers(headers))
 
     async def _models(self, request: web.BaseRequest, body: Any) -> web.StreamResponse:
         return self._respond(200, embeddings.models_body(self._options))

@@ -18,6 +18,7 @@ from aiohttp import web
 from lockgate.providers.simulator import embeddings
 from lockgate.providers.simulator.errors import SimulatedError
 from lockgate.providers.simulator.openai_wire import ChatPlan, completion_body
+from lockgate.providers.simulator.options import SimulatorOptions
 from lockgate.providers.simulator.stream_wire import DONE, Frame, stream_frames
 
 Operation = Literal["chat", "embed"]
@@ -68,6 +69,11 @@ class OpenAIWire:
     def embed_request(self, body: Any, params: dict[str, str], request: web.BaseRequest) -> Any:
         return body
 
+    def refusal(self, exc: SimulatedError, body: Any, options: SimulatorOptions) -> ChatPlan | None:
+        """The answer to give instead of ``exc`` (raised while planning ``body``), for a
+        provider that answers some refusals with a 200 rather than an error; None: the error."""
+        return None
+
     # -- answers: the planned answer -> the provider's shape -----------------------------
 
     def chat_body(self, plan: ChatPlan, completion_id: str, created: int) -> bytes:
@@ -85,6 +91,10 @@ class OpenAIWire:
         """The last frame index a broken stream may stop before: never after the last
         content frame, so the client sees a stream without its end."""
         return len(frames) - 1 - len(plan.choices) - (1 if plan.include_usage else 0)
+
+    def response_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        """The headers of a successful answer, given OpenAI's rate-limit headers."""
+        return headers
 
     def embed_body(self, plan: embeddings.EmbeddingPlan) -> bytes:
         return embeddings.embeddings_body(plan)

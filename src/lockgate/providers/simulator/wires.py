@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lockgate.providers.simulator.anthropic_wire import AnthropicWire
 from lockgate.providers.simulator.wire import OpenAIWire
 
-WIRES: tuple[OpenAIWire, ...] = (OpenAIWire(),)
+WIRES: tuple[OpenAIWire, ...] = (OpenAIWire(), AnthropicWire())
