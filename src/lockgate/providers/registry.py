@@ -44,6 +44,7 @@ _OPENAI_COMPATIBLE = "lockgate.providers.openai_compat:from_config"
 
 # provider name -> "module:function" of its factory.
 ADAPTERS: dict[str, str] = {name: _OPENAI_COMPATIBLE for name in PROFILES}
+ADAPTERS["gemini"] = "lockgate.providers.gemini:from_config"
 
 
 def provider_names() -> frozenset[str]:

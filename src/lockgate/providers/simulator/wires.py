@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lockgate.providers.simulator.gemini_wire import GeminiEmbedContentWire, GeminiWire
 from lockgate.providers.simulator.wire import OpenAIWire
 
-WIRES: tuple[OpenAIWire, ...] = (OpenAIWire(),)
+WIRES: tuple[OpenAIWire, ...] = (OpenAIWire(), GeminiWire(), GeminiEmbedContentWire())
