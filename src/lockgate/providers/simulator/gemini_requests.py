@@ -116,6 +116,11 @@ def _fields(value: Any, allowed: frozenset[str], where: str) -> dict[str, Any]:
     return out
 
 
+def _listed(value: Any) -> Any:
+    """Gemini takes one object where a list is expected (`"parts": {"text": ...}`)."""
+    return [value] if isinstance(value, dict) else value
+
+
 def check_schema(schema: Any, where: str) -> None:
     """Gemini refuses JSON Schema keys outside its OpenAPI subset, e.g. additionalProperties."""
     fields = _fields(schema, _SCHEMA, where)
@@ -130,7 +135,7 @@ def check_schema(schema: Any, where: str) -> None:
 def chat_body(body: Any, model: str, stream: bool) -> dict[str, Any]:
     """The OpenAI chat body the simulator plans from, for a Gemini request."""
     request = _fields(body, _TOP_LEVEL, "")
-    contents = request.get("contents")
+    contents = _listed(request.get("contents"))
     if not isinstance(contents, list) or not contents:
         raise invalid_argument("* GenerateContentRequest.contents: contents is not specified\n")
     messages: list[dict[str, Any]] = []
@@ -150,6 +155,7 @@ def chat_body(body: Any, model: str, stream: bool) -> dict[str, Any]:
 
 
 def _parts(parts: Any, where: str) -> list[dict[str, Any]]:
+    parts = _listed(parts)
     if not isinstance(parts, list) or not parts:
         raise invalid_argument(f"* {where}.parts: contents.parts must not be empty.\n")
     return [_fields(p, _PART, f"{where}.parts[{i}]") for i, p in enumerate(parts)]
@@ -233,6 +239,7 @@ def _tool_result(response: Any, calls: dict[str, list[str]], where: str) -> dict
 def _tools(tools: Any, config: Any) -> dict[str, Any]:
     if tools is None:
         return {}
+    tools = _listed(tools)
     if not isinstance(tools, list):
         raise invalid_argument("Invalid JSON payload received. Expected a list at 'tools'.")
     functions: list[dict[str, Any]] = []
@@ -242,7 +249,7 @@ def _tools(tools: Any, config: Any) -> dict[str, Any]:
             frozenset({"functionDeclarations", "googleSearch", "codeExecution", "urlContext"}),
             f"tools[{i}]",
         )
-        for j, raw in enumerate(fields.get("functionDeclarations") or ()):
+        for j, raw in enumerate(_listed(fields.get("functionDeclarations")) or ()):
             where = f"tools[{i}].function_declarations[{j}]"
             declaration = _fields(
                 raw,
@@ -264,9 +271,11 @@ def _tools(tools: Any, config: Any) -> dict[str, Any]:
             )
             functions.append({"type": "function", "function": function})
     out: dict[str, Any] = {"tools": functions} if functions else {}
-    calling = config.get("functionCallingConfig") if isinstance(config, dict) else None
+    config = {_camel(k): v for k, v in config.items()} if isinstance(config, dict) else None
+    calling = config.get("functionCallingConfig") if config is not None else None
     if functions and isinstance(calling, dict):
-        mode = calling.get("mode", "AUTO")
+        calling = {_camel(k): v for k, v in calling.items()}
+        mode = str(calling.get("mode", "AUTO")).upper()
         allowed = calling.get("allowedFunctionNames")
         if mode == "NONE":
             out["tool_choice"] = "none"
