@@ -238,3 +238,25 @@ async def test_streamed_usage_is_billed_even_unasked(rig: Rig) -> None:
     billed = {kind: n for (model, _, kind), n in tokens.items() if model == "g"}
     assert billed["completion"] == 10
     assert billed["prompt"] > 0
+
+
+async def test_a_pool_key_gemini_refuses_is_taken_out(
+    make_sim: SimFactory, make_gateway: GatewayFactory
+) -> None:
+    sim = await make_sim()
+    keys = ["AIzaSyRefusedKey0123456789abcdefgh", PROVIDER_KEY]
+    deployment = {**gemini(sim), "api_keys": keys}
+    del deployment["api_key"]
+    gw = await make_gateway(
+        [{"name": "g", "deployments": [deployment]}], retry={"retries": 2}, cooldown={}
+    )
+    async with gw.client() as client:
+        for _ in range(3):
+            reply = await client.chat.completions.create(
+                model="g", messages=[{"role": "user", "content": "hi"}]
+            )
+            assert reply.choices[0].message.content
+    used = [r.headers["x-goog-api-key"] for r in sim.requests if r.path == CHAT]
+    # The refused key was tried once (400 API_KEY_INVALID), then never again.
+    assert used.count(keys[0]) == 1
+    assert used.count(PROVIDER_KEY) == 3

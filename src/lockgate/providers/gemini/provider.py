@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 DEFAULT_API_BASE = "https://generativelanguage.googleapis.com/v1beta"
 AUTH_HEADER = "x-goog-api-key"
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+_MAX_CACHED_URLS = 256
 
 
 def from_config(cfg: DeploymentConfig, ctx: ProviderContext) -> Gemini:
@@ -83,7 +84,8 @@ class Gemini:
             name = quote(model.removeprefix("models/"), safe="")
             path = f"{self._base}/models/{name}:{method}"
             url = URL(path + "?alt=sse" if method == "streamGenerateContent" else path)
-            self._urls[(model, method)] = url
+            if len(self._urls) < _MAX_CACHED_URLS:  # a wildcard model names many models
+                self._urls[(model, method)] = url
         return url
 
     def _auth(self) -> tuple[dict[str, str], str | None]:

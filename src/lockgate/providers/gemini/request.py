@@ -52,6 +52,11 @@ def chat_request(body: JSON) -> JSON:
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty array", param="messages")
     system, contents = _contents(messages)
+    if not contents:
+        raise BadRequest(
+            "Gemini needs at least one user or assistant message besides the system ones",
+            param="messages",
+        )
     out: JSON = {"contents": contents}
     if system:
         out["systemInstruction"] = {"parts": system}
