@@ -93,7 +93,8 @@ def _contents(messages: list[Any]) -> tuple[list[JSON], list[JSON]]:
         if role in ("system", "developer"):
             system.extend(_parts(message.get("content"), f"messages[{i}].content"))
         elif role == "user":
-            contents.append({"role": "user", "parts": _parts(message.get("content"), i)})
+            parts = _parts(message.get("content"), f"messages[{i}].content")
+            contents.append({"role": "user", "parts": parts})
         elif role == "assistant":
             contents.append({"role": "model", "parts": _model_parts(message, i, call_names)})
         elif role in ("tool", "function"):
@@ -115,8 +116,7 @@ def _all_responses(parts: list[JSON]) -> bool:
     return bool(parts) and all("functionResponse" in p for p in parts)
 
 
-def _parts(content: Any, where: int | str) -> list[JSON]:
-    param = where if isinstance(where, str) else f"messages[{where}].content"
+def _parts(content: Any, param: str) -> list[JSON]:
     if content is None:
         return []
     if isinstance(content, str):
@@ -170,7 +170,9 @@ def _media(url: str, param: str) -> JSON:
 
 
 def _model_parts(message: JSON, i: int, call_names: dict[str, str]) -> list[JSON]:
-    parts = [p for p in _parts(message.get("content"), i) if p.get("text") != ""]
+    parts = [
+        p for p in _parts(message.get("content"), f"messages[{i}].content") if p.get("text") != ""
+    ]
     calls = message.get("tool_calls")
     if not isinstance(calls, list):
         return parts or [{"text": ""}]
