@@ -7,12 +7,20 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import openai
 import orjson
 import pytest
 
 from lockgate.providers.simulator import Simulator
-from tests.conftest import PROVIDER_KEY, Gateway, GatewayFactory, SimFactory
+from tests.conftest import (
+    MASTER_KEY,
+    PROVIDER_KEY,
+    Gateway,
+    GatewayFactory,
+    SimFactory,
+    wait_until,
+)
 
 MODEL = "gemini-2.5-flash"
 CHAT = f"/v1beta/models/{MODEL}:generateContent"
@@ -260,3 +268,23 @@ async def test_a_pool_key_gemini_refuses_is_taken_out(
     # The refused key was tried once (400 API_KEY_INVALID), then never again.
     assert used.count(keys[0]) == 1
     assert used.count(PROVIDER_KEY) == 3
+
+
+async def test_a_client_hanging_up_cancels_the_gemini_stream(
+    make_sim: SimFactory, make_gateway: GatewayFactory
+) -> None:
+    sim = await make_sim(inter_token="50ms", completion_tokens=60)
+    gw = await make_gateway(
+        [{"name": "g", "deployments": [gemini(sim)]}], retry={"retries": 0}, cooldown={}
+    )
+    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+    body = {"model": "g", "messages": [{"role": "user", "content": "a long story"}]}
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(
+            f"{gw.url}/v1/chat/completions", json={**body, "stream": True}, headers=headers
+        )
+        assert resp.status == 200
+        assert (await resp.content.readline()).startswith(b"data: ")
+        resp.close()  # hang up after the first event
+    await wait_until(lambda: sim.disconnects == 1)
+    await wait_until(lambda: gw.state.metrics.in_flight == 0)
