@@ -51,6 +51,7 @@ ADAPTERS: dict[str, str] = {
     "local": "lockgate.providers.local:from_config",
     "local-embed": "lockgate.providers.local_embed:from_config",
     "anthropic": "lockgate.providers.anthropic:from_config",
+    "gemini": "lockgate.providers.gemini:from_config",
 }
 
 

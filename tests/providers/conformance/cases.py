@@ -44,10 +44,21 @@ def _anthropic(sim: Simulator) -> dict[str, Any]:
     }
 
 
+def _gemini(sim: Simulator) -> dict[str, Any]:
+    return {"provider": "gemini", "api_base": f"{sim.root_url}/v1beta", "api_key": PROVIDER_KEY}
+
+
+def _gemini_path(model: str, stream: bool) -> str:
+    method = "streamGenerateContent" if stream else "generateContent"
+    return f"/v1beta/models/{model}:{method}"
+
+
 CASES: dict[str, Case] = {
     case.provider: case
     for case in (
         Case("openai", _openai, lambda model, stream: "/v1/chat/completions"),
         Case("anthropic", _anthropic, lambda model, stream: "/v1/messages", overloaded_status=529),
+        # Gemini answers PERMISSION_DENIED (403) to a caller whose key it does not accept.
+        Case("gemini", _gemini, _gemini_path, auth_status=403, overloaded_status=503),
     )
 }

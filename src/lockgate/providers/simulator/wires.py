@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from lockgate.providers.simulator.anthropic_wire import AnthropicWire
+from lockgate.providers.simulator.gemini_wire import GeminiEmbedContentWire, GeminiWire
 from lockgate.providers.simulator.wire import OpenAIWire
 
-WIRES: tuple[OpenAIWire, ...] = (OpenAIWire(), AnthropicWire())
+WIRES: tuple[OpenAIWire, ...] = (
+    OpenAIWire(),
+    AnthropicWire(),
+    GeminiWire(),
+    GeminiEmbedContentWire(),
+)
