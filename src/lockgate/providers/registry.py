@@ -43,7 +43,21 @@ Factory = Callable[["DeploymentConfig", ProviderContext], "Provider"]
 _OPENAI_COMPATIBLE = "lockgate.providers.openai_compat:from_config"
 
 # provider name -> "module:function" of its factory.
-ADAPTERS: dict[str, str] = {name: _OPENAI_COMPATIBLE for name in PROFILES}
+ADAPTERS: dict[str, str] = {
+    **{name: _OPENAI_COMPATIBLE for name in PROFILES},
+    "bedrock": "lockgate.providers.bedrock.client:from_config",
+}
+
+# Deployment fields that only some providers use: field -> the providers that accept it.
+PROVIDER_FIELDS: dict[str, frozenset[str]] = {
+    "api_version": frozenset({"azure"}),
+    "region": frozenset({"bedrock"}),
+    "aws_access_key_id": frozenset({"bedrock"}),
+    "aws_secret_access_key": frozenset({"bedrock"}),
+    "aws_session_token": frozenset({"bedrock"}),
+}
+# Fields a provider cannot work without (it has no public default to fall back on).
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {"azure": ("api_base",), "bedrock": ("region",)}
 
 
 def provider_names() -> frozenset[str]:

@@ -32,7 +32,18 @@ def _openai(sim: Simulator) -> dict[str, Any]:
     return {"provider": "openai", "api_base": sim.base_url, "api_key": PROVIDER_KEY}
 
 
+def _azure(sim: Simulator) -> dict[str, Any]:
+    return {"provider": "azure", "api_base": sim.root_url, "api_key": PROVIDER_KEY}
+
+
 CASES: dict[str, Case] = {
     case.provider: case
-    for case in (Case("openai", _openai, lambda model, stream: "/v1/chat/completions"),)
+    for case in (
+        Case("openai", _openai, lambda model, stream: "/v1/chat/completions"),
+        Case(
+            "azure",
+            _azure,
+            lambda model, stream: f"/openai/deployments/{model}/chat/completions",
+        ),
+    )
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lockgate.providers.simulator.azure_wire import AzureWire
 from lockgate.providers.simulator.wire import OpenAIWire
 
-WIRES: tuple[OpenAIWire, ...] = (OpenAIWire(),)
+WIRES: tuple[OpenAIWire, ...] = (OpenAIWire(), AzureWire())
