@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lockgate.providers.simulator.azure_wire import AzureWire
+from lockgate.providers.simulator.bedrock_wire import BedrockWire
 from lockgate.providers.simulator.wire import OpenAIWire
 
-WIRES: tuple[OpenAIWire, ...] = (OpenAIWire(), AzureWire())
+WIRES: tuple[OpenAIWire, ...] = (OpenAIWire(), AzureWire(), BedrockWire())
