@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from lockgate.providers.simulator import embeddings
+from lockgate.providers.simulator import embeddings, sigv4
 from lockgate.providers.simulator.bedrock_request import chat_body_from_converse, embed_body
 from lockgate.providers.simulator.errors import SimulatedError
 from lockgate.providers.simulator.eventstream import event
@@ -99,6 +99,14 @@ class BedrockWire(OpenAIWire):
         parts = signature_parts(request)
         return parts["key"] if parts is not None else ""
 
+    def verify(self, request: web.BaseRequest, body: bytes, secret: str) -> None:
+        parts = signature_parts(request)
+        problem = "Missing or malformed Authorization header." if parts is None else None
+        if parts is not None:
+            problem = sigv4.check(request, body, parts, secret)
+        if problem is not None:
+            raise SimulatedError(403, problem, "InvalidSignatureException", code="bad_signature")
+
     def chat_request(
         self, body: Any, params: dict[str, str], route: Route, request: web.BaseRequest
     ) -> Any:
@@ -170,7 +178,9 @@ class BedrockWire(OpenAIWire):
 
     def error(self, exc: SimulatedError) -> tuple[int, bytes, dict[str, str]]:
         status = exc.status
-        if exc.code == "content_filter":
+        if exc.code == "bad_signature":
+            kind, message = "InvalidSignatureException", exc.message
+        elif exc.code == "content_filter":
             kind, message = "ValidationException", CONTENT_FILTERED
         elif exc.code == "context_length_exceeded":
             kind, message = "ValidationException", CONTEXT_TOO_LONG
