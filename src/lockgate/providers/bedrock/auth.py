@@ -30,9 +30,12 @@ class Signer:
         access_key: str | None = None,
         secret_key: str | None = None,
         session_token: str | None = None,
+        source: Credentials | None = None,
     ) -> None:
+        """Static keys, or ``source`` (botocore credentials, e.g. refreshable ones), or
+        neither: botocore's default chain, found on first use."""
         self.region = region
-        self._source: Credentials | None = None
+        self._source: Credentials | None = source
         self._frozen: ReadOnlyCredentials | None = None
         if access_key and secret_key:
             self._frozen = ReadOnlyCredentials(access_key, secret_key, session_token)
