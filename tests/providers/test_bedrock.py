@@ -239,6 +239,9 @@ def test_config_needs_a_region_and_both_keys() -> None:
     assert "region: required for provider bedrock" in problems(
         {"provider": "bedrock", "model": "x"}
     )
+    assert "api_key: not used by provider bedrock" in problems(
+        {"provider": "bedrock", "model": "x", "region": "us-east-1", "api_key": "k"}
+    )
     assert "give both or neither" in problems(
         {"provider": "bedrock", "model": "x", "region": "us-east-1", "aws_access_key_id": "AKIA"}
     )

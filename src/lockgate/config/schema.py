@@ -14,7 +14,12 @@ from pydantic import (
     model_validator,
 )
 
-from lockgate.providers.registry import PROVIDER_FIELDS, REQUIRED_FIELDS, provider_names
+from lockgate.providers.registry import (
+    PROVIDER_FIELDS,
+    REQUIRED_FIELDS,
+    UNUSED_FIELDS,
+    provider_names,
+)
 
 
 class Strict(BaseModel):
@@ -81,6 +86,9 @@ class DeploymentConfig(Strict):
         for name in REQUIRED_FIELDS.get(self.provider, ()):
             if getattr(self, name) is None:
                 raise ValueError(f"{name}: required for provider {self.provider}")
+        for name in UNUSED_FIELDS.get(self.provider, ()):
+            if getattr(self, name):
+                raise ValueError(f"{name}: not used by provider {self.provider}")
         if (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):
             raise ValueError("aws_access_key_id and aws_secret_access_key: give both or neither")
         return self

@@ -58,6 +58,8 @@ PROVIDER_FIELDS: dict[str, frozenset[str]] = {
 }
 # Fields a provider cannot work without (it has no public default to fall back on).
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {"azure": ("api_base",), "bedrock": ("region",)}
+# Common fields a provider has no use for (giving them is a mistake worth reporting).
+UNUSED_FIELDS: dict[str, tuple[str, ...]] = {"bedrock": ("api_key", "api_keys")}
 
 
 def provider_names() -> frozenset[str]:

@@ -4,9 +4,11 @@ Routes: `POST /model/{modelId}/converse`, `/converse-stream` and `/invoke` (Tita
 Embeddings' body). The credential is the access key id in the SigV4 `Authorization`
 header, which must be well formed (algorithm, a `Credential=` scope for the bedrock
 service, `SignedHeaders=` with host and x-amz-date, a hex `Signature=`) and dated by
-`X-Amz-Date`. Errors are `{"message": ...}` with the type in `x-amzn-ErrorType`. A prompt
-the content filter catches is refused with a ValidationException, the way Amazon's own
-models refuse it ("blocked by our content filters").
+`X-Amz-Date`; with the `secret_key` option the signature itself is recomputed with
+botocore and checked (`sigv4.py`). Errors are `{"message": ...}` with the type in
+`x-amzn-ErrorType`. A prompt the content filter catches is refused with a
+ValidationException, the way Amazon's own models refuse it ("blocked by our content
+filters").
 """
 
 from __future__ import annotations
