@@ -269,3 +269,12 @@ def test_required_tool_choice_is_any() -> None:
         {"messages": [{"role": "user", "content": "x"}], "tools": tools, "tool_choice": "auto"}
     )
     assert "toolChoice" not in auto["toolConfig"]
+
+
+async def test_exception_before_any_content_fails_the_first_chunk() -> None:
+    """Nothing is handed out before the model produced something: a retry is still possible."""
+    data = _encoded(doc("stream_text.json")[:1]) + exception("throttlingException", b"{}")
+    translator = StreamTranslator("chatcmpl-1", "claude", 1)
+    stream = stream_chunks(_pieces(data, 1000), translator)
+    with pytest.raises(errors.RateLimited):
+        await stream.__anext__()

@@ -102,8 +102,13 @@ def _exception(headers: dict[str, Any], payload: bytes) -> GatewayError:
 
 
 async def stream_chunks(pieces: AsyncIterator[bytes], translator: StreamTranslator) -> ChunkStream:
-    """Decode the event stream and yield chunks; the last is always a usage chunk."""
+    """Decode the event stream and yield chunks; the last is always a usage chunk.
+
+    The role chunk (messageStart) is held until the next chunk is ready: Bedrock sends it
+    before the model has produced anything, and an exception event then (throttling, a
+    model error) should fail the first ``__anext__``, where the pipeline can still retry."""
     buffer = EventStreamBuffer()
+    held: Chunk | None = None
     async for piece in pieces:
         buffer.add_data(piece)
         try:
@@ -119,9 +124,17 @@ async def stream_chunks(pieces: AsyncIterator[bytes], translator: StreamTranslat
                 payload = orjson.loads(message.payload) if message.payload else {}
             except orjson.JSONDecodeError as exc:
                 raise UpstreamError("Bedrock sent an event that is not JSON") from exc
-            chunk = translator.event(str(headers.get(":event-type", "")), payload)
-            if chunk is not None:
-                yield chunk
+            kind = str(headers.get(":event-type", ""))
+            chunk = translator.event(kind, payload)
+            if chunk is None:
+                continue
+            if kind == "messageStart":
+                held = chunk
+                continue
+            if held is not None:
+                yield held
+                held = None
+            yield chunk
     if not translator.stopped:
         raise UpstreamError("upstream stream ended before it was complete")
     if not translator.usage_sent:
