@@ -6,18 +6,25 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import botocore.session
 import orjson
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from botocore.eventstream import EventStreamBuffer
 
 from lockgate.core import errors
 from lockgate.core.types import Chunk, Usage
 from lockgate.providers.bedrock import embeddings
+from lockgate.providers.bedrock.auth import Signer
+from lockgate.providers.bedrock.client import Bedrock
 from lockgate.providers.bedrock.errors import error_from_response
 from lockgate.providers.bedrock.request import converse_body
 from lockgate.providers.bedrock.response import chat_completion
 from lockgate.providers.bedrock.stream import StreamTranslator, stream_chunks
+from lockgate.providers.http import HttpPool
+from lockgate.providers.simulator import sigv4
 from lockgate.providers.simulator.bedrock_request import chat_body_from_converse
+from lockgate.providers.simulator.bedrock_wire import signature_parts
 from lockgate.providers.simulator.eventstream import event, exception
 from tests.providers.replay import example
 
@@ -278,3 +285,50 @@ async def test_exception_before_any_content_fails_the_first_chunk() -> None:
     stream = stream_chunks(_pieces(data, 1000), translator)
     with pytest.raises(errors.RateLimited):
         await stream.__anext__()
+
+
+class _Captured(Exception):
+    pass
+
+
+def test_same_url_as_botocores_client_and_its_signature_verifies() -> None:
+    """botocore's own bedrock-runtime client, stopped before sending: lockgate builds the same
+    URL (the model id's ':' percent-encoded), and the simulator's verifier accepts its
+    signature (so it checks real SigV4, not just lockgate's)."""
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    model = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+    client = botocore.session.get_session().create_client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key=secret,
+    )
+    sent: list[Any] = []
+
+    def before_send(request: Any, **_: Any) -> None:
+        sent.append(request)
+        raise _Captured
+
+    client.meta.events.register("before-send.bedrock-runtime.Converse", before_send)
+    with pytest.raises(_Captured):
+        client.converse(modelId=model, messages=[{"role": "user", "content": [{"text": "hi"}]}])
+    [request] = sent
+    ours = Bedrock(
+        api_base="https://bedrock-runtime.us-east-1.amazonaws.com",
+        signer=Signer("us-east-1"),
+        http=HttpPool(),
+        timeout=1,
+        connect_timeout=1,
+        max_connections=1,
+        headers={},
+    )._url(model, "converse")
+    assert request.url == ours
+    raw_path = request.url.removeprefix("https://bedrock-runtime.us-east-1.amazonaws.com")
+    headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+    headers["Host"] = "bedrock-runtime.us-east-1.amazonaws.com"
+    incoming = make_mocked_request("POST", raw_path, headers=headers)
+    parts = signature_parts(incoming)
+    assert parts is not None and parts["key"] == "AKIDEXAMPLE"
+    assert sigv4.check(incoming, request.body, parts, secret) is None
+    assert sigv4.check(incoming, request.body, parts, "not-the-secret") is not None
+    assert sigv4.check(incoming, request.body + b" ", parts, secret) is not None
