@@ -167,3 +167,15 @@ def test_config_names_the_field(deployment: dict[str, Any], problem: str) -> Non
     with pytest.raises(ConfigError) as caught:
         parse_config({"models": [{"name": "m", "deployments": [deployment]}]}, env={})
     assert problem in str(caught.value)
+
+
+async def test_simulator_refuses_a_wrong_key_like_azure(simulator: Simulator) -> None:
+    url = f"{simulator.root_url}/openai/deployments/d/chat/completions?api-version=2024-10-21"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, json={"messages": HELLO}, headers={"api-key": "wrong"}) as resp,
+    ):
+        body = await resp.json()
+    assert resp.status == 401
+    assert body["error"]["code"] == "401"
+    assert "invalid subscription key" in body["error"]["message"]

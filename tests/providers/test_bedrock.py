@@ -8,6 +8,7 @@ import base64
 from array import array
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
@@ -245,3 +246,16 @@ def test_config_needs_a_region_and_both_keys() -> None:
     assert "give both or neither" in problems(
         {"provider": "bedrock", "model": "x", "region": "us-east-1", "aws_access_key_id": "AKIA"}
     )
+
+
+async def test_simulator_refuses_unsigned_requests(simulator: Simulator) -> None:
+    url = f"{simulator.root_url}/model/{CLAUDE}/converse"
+    body = {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, json=body, headers={"Authorization": f"Bearer {PROVIDER_KEY}"}) as resp,
+    ):
+        answer = await resp.json()
+    assert resp.status == 403
+    assert resp.headers["x-amzn-ErrorType"].startswith("UnrecognizedClientException:")
+    assert answer == {"message": "The security token included in the request is invalid."}
