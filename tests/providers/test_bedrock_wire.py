@@ -332,3 +332,12 @@ def test_same_url_as_botocores_client_and_its_signature_verifies() -> None:
     assert sigv4.check(incoming, request.body, parts, secret) is None
     assert sigv4.check(incoming, request.body, parts, "not-the-secret") is not None
     assert sigv4.check(incoming, request.body + b" ", parts, secret) is not None
+
+
+def test_tool_history_without_tools_declares_them() -> None:
+    body = doc("openai_tool_result.json")
+    del body["tools"]
+    config = converse_body(body)["toolConfig"]
+    assert config == {
+        "tools": [{"toolSpec": {"name": "top_song", "inputSchema": {"json": {"type": "object"}}}}]
+    }

@@ -213,7 +213,18 @@ def _tool_config(body: JSON, messages: list[JSON]) -> JSON | None:
             spec["description"] = function["description"]
         specs.append({"toolSpec": spec})
     if not specs:
-        return None
+        # OpenAI accepts a conversation holding tool calls without `tools`; Converse wants a
+        # `toolConfig` then, so the tools it used are declared with an open schema.
+        names = dict.fromkeys(
+            block["toolUse"]["name"]
+            for m in messages
+            for block in m["content"]
+            if "toolUse" in block
+        )
+        if not names:
+            return None
+        open_schema = {"json": {"type": "object"}}
+        return {"tools": [{"toolSpec": {"name": n, "inputSchema": open_schema}} for n in names]}
     choice = body.get("tool_choice")
     # Converse has no "none": the tools are left out, unless the conversation already holds
     # tool blocks (then Converse requires `toolConfig`, and the model may still call one).
