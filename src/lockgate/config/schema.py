@@ -17,7 +17,12 @@ from pydantic import (
 )
 
 from lockgate.embedding import missing_extra
-from lockgate.providers.registry import provider_names
+from lockgate.providers.registry import (
+    PROVIDER_FIELDS,
+    REQUIRED_FIELDS,
+    UNUSED_FIELDS,
+    provider_names,
+)
 
 
 class Strict(BaseModel):
@@ -70,11 +75,33 @@ class DeploymentConfig(Strict):
     max_concurrency: Annotated[int, Field(gt=0)] | None = None
     rpm: Annotated[int, Field(gt=0)] | None = None
     tpm: Annotated[int, Field(gt=0)] | None = None
+    # Provider-specific (each accepted only by the providers that use it):
+    api_version: str | None = None  # azure: `api-version` query value, or "v1"
+    region: str | None = None  # bedrock: AWS region, e.g. us-east-1
+    # bedrock: static AWS credentials; without them botocore's default chain is used.
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
 
     @model_validator(mode="after")
     def _one_kind_of_key(self) -> DeploymentConfig:
         if self.api_key is not None and self.api_keys:
             raise ValueError("give api_key or api_keys, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> DeploymentConfig:
+        for name, providers in PROVIDER_FIELDS.items():
+            if getattr(self, name) is not None and self.provider not in providers:
+                raise ValueError(f"{name}: only used by provider {', '.join(sorted(providers))}")
+        for name in REQUIRED_FIELDS.get(self.provider, ()):
+            if getattr(self, name) is None:
+                raise ValueError(f"{name}: required for provider {self.provider}")
+        for name in UNUSED_FIELDS.get(self.provider, ()):
+            if getattr(self, name):
+                raise ValueError(f"{name}: not used by provider {self.provider}")
+        if (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):
+            raise ValueError("aws_access_key_id and aws_secret_access_key: give both or neither")
         return self
 
     def keys(self) -> list[str]:

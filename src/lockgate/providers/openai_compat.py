@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -43,7 +44,11 @@ def from_config(cfg: DeploymentConfig, ctx: ProviderContext) -> OpenAICompatible
         connect_timeout=cfg.connect_timeout,
         max_connections=cfg.max_connections,
         headers=cfg.headers,
+        api_version=cfg.api_version,
     )
+
+
+_MAX_URLS = 1024  # per-model URLs kept parsed; a wildcard group could name unboundedly many
 
 
 class OpenAICompatible:
@@ -60,13 +65,14 @@ class OpenAICompatible:
         connect_timeout: float,
         max_connections: int,
         headers: dict[str, str],
+        api_version: str | None = None,
     ) -> None:
         self.name = profile.name
         self._profile = profile
         self._base = api_base.rstrip("/")
+        self._chat_path, self._embed_path, self._query = profile.endpoints(api_version)
         # Parsed once: aiohttp would parse a str URL on every request.
-        self._chat_url = URL(f"{self._base}/chat/completions")
-        self._embed_url = URL(f"{self._base}/embeddings")
+        self._urls: dict[tuple[str, str], URL] = {}
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -101,6 +107,17 @@ class OpenAICompatible:
     def _session(self) -> aiohttp.ClientSession:
         return self._http.session(self._base, max_connections=self._max_connections)
 
+    def _url(self, path: str, model: str) -> URL:
+        url = self._urls.get((path, model))
+        if url is None:
+            if len(self._urls) >= _MAX_URLS:
+                self._urls.clear()
+            url = URL(self._base + path.replace("{model}", quote(model, safe="")))
+            if self._query:
+                url = url.with_query(self._query)
+            self._urls[(path, model)] = url
+        return url
+
     def _payload(self, body: JSON, model: str) -> JSON:
         payload = {**body, "model": model}
         for ours, theirs in self._profile.renamed_params.items():
@@ -110,12 +127,12 @@ class OpenAICompatible:
         return payload
 
     async def chat(self, body: JSON, model: str) -> ChatResponse:
-        raw = await self._post(self._chat_url, self._payload(body, model))
+        raw = await self._post(self._url(self._chat_path, model), self._payload(body, model))
         data = _loads_object(raw)
         return ChatResponse(body=data, usage=Usage.from_openai(data.get("usage")), raw=raw)
 
     async def embed(self, body: JSON, model: str) -> EmbeddingResponse:
-        raw = await self._post(self._embed_url, {**body, "model": model})
+        raw = await self._post(self._url(self._embed_path, model), {**body, "model": model})
         data = _loads_object(raw)
         return EmbeddingResponse(body=data, usage=Usage.from_openai(data.get("usage")), raw=raw)
 
@@ -145,7 +162,7 @@ class OpenAICompatible:
         headers, key = self._auth()
         try:
             resp = await self._session().post(
-                self._chat_url,
+                self._url(self._chat_path, model),
                 data=orjson.dumps(payload),
                 headers=headers,
                 timeout=self._timeout,

@@ -21,6 +21,25 @@ class Profile:
     # provider's name wins when a request carries both.
     renamed_params: dict[str, str] = field(default_factory=dict)
     default_models: tuple[str, ...] = ()  # served when the config is built from the environment
+    # Where the endpoints live under `api_base`; `{model}` is replaced by the (URL-quoted)
+    # upstream model name for providers that put it in the path.
+    chat_path: str = "/chat/completions"
+    embed_path: str = "/embeddings"
+    # A query parameter that carries the deployment's `api_version` (None: not versioned).
+    version_param: str | None = None
+    default_version: str | None = None
+    # `api_version` values that name a whole URL surface (a path prefix) instead of a query
+    # parameter value; on such a surface the model travels in the body only.
+    version_surfaces: dict[str, str] = field(default_factory=dict)
+
+    def endpoints(self, api_version: str | None) -> tuple[str, str, dict[str, str]]:
+        """Chat path, embeddings path and query parameters for a configured version."""
+        version = api_version or self.default_version
+        prefix = self.version_surfaces.get(version or "")
+        if prefix is not None:
+            return f"{prefix}/chat/completions", f"{prefix}/embeddings", {}
+        query = {self.version_param: version} if self.version_param and version else {}
+        return self.chat_path, self.embed_path, query
 
 
 PROFILES: dict[str, Profile] = {
@@ -57,6 +76,20 @@ PROFILES: dict[str, Profile] = {
             stream_usage=False,
             renamed_params={"max_completion_tokens": "max_tokens"},
             default_models=("mistral-small-latest", "mistral-large-latest"),
+        ),
+        # Azure OpenAI: one URL per deployment (the deployment's `model` is the Azure
+        # deployment name), a dated `api-version`, the key in `api-key`. `api_version: v1`
+        # selects the v1 surface ({api_base}/openai/v1/..., no version parameter).
+        Profile(
+            "azure",
+            "",
+            auth_header="api-key",
+            auth_prefix="",
+            chat_path="/openai/deployments/{model}/chat/completions",
+            embed_path="/openai/deployments/{model}/embeddings",
+            version_param="api-version",
+            default_version="2024-10-21",
+            version_surfaces={"v1": "/openai/v1"},
         ),
         Profile(
             "openrouter",

@@ -52,7 +52,21 @@ ADAPTERS: dict[str, str] = {
     "local-embed": "lockgate.providers.local_embed:from_config",
     "anthropic": "lockgate.providers.anthropic:from_config",
     "gemini": "lockgate.providers.gemini:from_config",
+    "bedrock": "lockgate.providers.bedrock.client:from_config",
 }
+
+# Deployment fields that only some providers use: field -> the providers that accept it.
+PROVIDER_FIELDS: dict[str, frozenset[str]] = {
+    "api_version": frozenset({"azure"}),
+    "region": frozenset({"bedrock"}),
+    "aws_access_key_id": frozenset({"bedrock"}),
+    "aws_secret_access_key": frozenset({"bedrock"}),
+    "aws_session_token": frozenset({"bedrock"}),
+}
+# Fields a provider cannot work without (it has no public default to fall back on).
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {"azure": ("api_base",), "bedrock": ("region",)}
+# Common fields a provider has no use for (giving them is a mistake worth reporting).
+UNUSED_FIELDS: dict[str, tuple[str, ...]] = {"bedrock": ("api_key", "api_keys")}
 
 
 def provider_names() -> frozenset[str]:

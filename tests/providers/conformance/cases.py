@@ -11,6 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+# Imported here, not on the first gateway's event loop: adapters load when a config first
+# names them, which the server does once at start-up (botocore's import reads files).
+import lockgate.providers.bedrock.client  # noqa: F401
 from lockgate.providers.simulator import Simulator
 from tests.conftest import PROVIDER_KEY
 
@@ -53,6 +56,21 @@ def _gemini_path(model: str, stream: bool) -> str:
     return f"/v1beta/models/{model}:{method}"
 
 
+def _azure(sim: Simulator) -> dict[str, Any]:
+    return {"provider": "azure", "api_base": sim.root_url, "api_key": PROVIDER_KEY}
+
+
+def _bedrock(sim: Simulator) -> dict[str, Any]:
+    # The simulator's `api_key` is the access key id the SigV4 signature names.
+    return {
+        "provider": "bedrock",
+        "api_base": sim.root_url,
+        "region": "us-east-1",
+        "aws_access_key_id": PROVIDER_KEY,
+        "aws_secret_access_key": "simulated-secret-access-key",
+    }
+
+
 CASES: dict[str, Case] = {
     case.provider: case
     for case in (
@@ -60,5 +78,16 @@ CASES: dict[str, Case] = {
         Case("anthropic", _anthropic, lambda model, stream: "/v1/messages", overloaded_status=529),
         # Gemini answers PERMISSION_DENIED (403) to a caller whose key it does not accept.
         Case("gemini", _gemini, _gemini_path, auth_status=403, overloaded_status=503),
+        Case(
+            "azure",
+            _azure,
+            lambda model, stream: f"/openai/deployments/{model}/chat/completions",
+        ),
+        Case(
+            "bedrock",
+            _bedrock,
+            lambda model, stream: f"/model/{model}/converse" + ("-stream" if stream else ""),
+            auth_status=403,
+        ),
     )
 }

@@ -75,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--broken-stream-rate", type=float, help="probability a stream is cut off mid-way")
     add("--context-window", type=int, help="prompt tokens above which requests get 400")
     add("--content-filter-phrase", help="prompts containing it get a content_filter 400")
-    add("--api-key", help="require this Bearer key (default: accept any)")
+    add("--api-key", help="require this key (Bedrock: access key id) (default: accept any)")
+    add("--secret-key", help="Bedrock: verify SigV4 signatures with this secret access key")
     add("--model", action="append", dest="models", metavar="NAME",
         help="a model name to list and accept (repeatable; default: accept any)")  # fmt: skip
     add("--seed", type=int, help="seed for faults and latency")

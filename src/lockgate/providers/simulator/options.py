@@ -172,6 +172,8 @@ class SimulatorOptions(BaseModel):
     context_window: Annotated[int, Field(gt=0)] | None = None
     content_filter_phrase: Annotated[str, Field(min_length=1)] | None = None
     api_key: str | None = None
+    secret_key: str | None = None
+    """Wires that sign requests (Bedrock's SigV4) verify signatures with this secret."""
     models: list[str] | None = None
     seed: int | None = None
     embedding_dim: Annotated[int, Field(ge=1, le=65536)] = 1536

@@ -193,7 +193,7 @@ class Simulator:
         wire, handler = self._route(request.method, path)
         try:
             if not path.startswith("/_simulator/"):
-                self._gate(request, wire)
+                self._gate(request, wire, raw)
             if handler is None:
                 raise errors.SimulatedError(
                     404, f"Invalid URL ({request.method} {path})", "invalid_request_error"
@@ -250,7 +250,7 @@ class Simulator:
         if excess > max(0, self.max_records // 10):
             del records[:excess]
 
-    def _gate(self, request: web.BaseRequest, wire: OpenAIWire) -> None:
+    def _gate(self, request: web.BaseRequest, wire: OpenAIWire, raw: bytes) -> None:
         """Outages first (the server is down), then the API key."""
         opts = self._options
         if opts.outages and in_outage(time.monotonic() - self._started_at, opts.outages):
@@ -261,6 +261,8 @@ class Simulator:
             given = wire.credential(request)
             if given != opts.api_key:
                 raise errors.bad_api_key(given)
+            if opts.secret_key is not None:
+                wire.verify(request, raw, opts.secret_key)
 
     def _drop(self, request: web.BaseRequest, *, reset: bool) -> None:
         """Close the connection: with an RST (``reset``) or a FIN after pending writes."""

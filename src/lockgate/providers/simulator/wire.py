@@ -55,6 +55,10 @@ class OpenAIWire:
             return given[7:].strip()
         return request.headers.get("api-key", "")
 
+    def verify(self, request: web.BaseRequest, body: bytes, secret: str) -> None:
+        """Check the request's proof of its credential (a signature over ``body``) with
+        ``secret``; raise `SimulatedError` when it fails. Bearer-key wires have none."""
+
     # -- requests: the provider's shape -> OpenAI's -------------------------------------
 
     def chat_request(

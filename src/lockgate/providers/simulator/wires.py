@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from lockgate.providers.simulator.anthropic_wire import AnthropicWire
+from lockgate.providers.simulator.azure_wire import AzureWire
+from lockgate.providers.simulator.bedrock_wire import BedrockWire
 from lockgate.providers.simulator.gemini_wire import GeminiEmbedContentWire, GeminiWire
 from lockgate.providers.simulator.wire import OpenAIWire
 
@@ -11,4 +13,6 @@ WIRES: tuple[OpenAIWire, ...] = (
     AnthropicWire(),
     GeminiWire(),
     GeminiEmbedContentWire(),
+    AzureWire(),
+    BedrockWire(),
 )
