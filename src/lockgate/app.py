@@ -68,6 +68,7 @@ def build_router(
                 breaker=Breaker(dep_id, cooldown, metrics.circuit),
                 first_token_timeout=cfg.first_token_timeout,
                 idle_timeout=cfg.idle_timeout,
+                context_window=cfg.context_window,
                 price=float(cfg.prices.input + cfg.prices.output) if cfg.prices else float("inf"),
                 admission=admission,
             )

@@ -65,6 +65,9 @@ class DeploymentConfig(Strict):
     first_token_timeout: Annotated[float, Field(gt=0)] | None = None
     idle_timeout: Annotated[float, Field(gt=0)] | None = 120.0
     max_connections: Annotated[int, Field(gt=0)] = 1024
+    # The model's context window in tokens: a request whose prompt (counted with tiktoken)
+    # plus max_tokens exceeds it is not sent here; it goes to context_window_fallbacks.
+    context_window: Annotated[int, Field(gt=0)] | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     # The output cap sent to providers that require one (Anthropic) when a request sets no
     # max_tokens; None: the adapter's default (4096 for Anthropic).

@@ -30,7 +30,7 @@ from lockgate.core.accounting import (
     prompt_tokens,
 )
 from lockgate.core.auth import Authenticator
-from lockgate.core.errors import AllAttemptsFailed, GatewayError
+from lockgate.core.errors import AllAttemptsFailed, ContextWindowExceeded, GatewayError
 from lockgate.core.fallback import FallbackChain
 from lockgate.core.retry import Failures, Retrier, RetryBudget
 from lockgate.core.router import Deployment, Router
@@ -50,6 +50,7 @@ from lockgate.core.types import (
 from lockgate.features.cache.response_cache import CachePlan, Hit, ResponseCache
 from lockgate.features.coalesce import Broadcast, Coalescer, CrossReplica, coalesce_key
 from lockgate.features.metrics import Metrics
+from lockgate.features.tokens import PromptSize
 
 T = TypeVar("T")
 R = TypeVar("R", ChatResponse, EmbeddingResponse)
@@ -102,8 +103,11 @@ class Pipeline:
         if plan is not None and (hit := await self._cached(plan, ctx)) is not None:
             return hit.response()
 
-        def call(dep: Deployment, model: str) -> Awaitable[ChatResponse]:
-            return self._timed(ctx, dep, model, dep.adapter.chat(req.body, model))
+        size = PromptSize(req.body)
+
+        async def call(dep: Deployment, model: str) -> ChatResponse:
+            await _fits(dep, model, req.body, size)
+            return await self._timed(ctx, dep, model, dep.adapter.chat(req.body, model))
 
         async def answer() -> tuple[ChatResponse, RequestContext]:
             result = await self._execute(ctx, req.model, req.fallbacks, call, _estimate(req.body))
@@ -171,8 +175,10 @@ class Pipeline:
         self, req: ChatRequest, ctx: RequestContext, plan: CachePlan | None
     ) -> ChunkStream:
         opened: dict[str, tuple[Deployment, str, float]] = {}
+        size = PromptSize(req.body)
 
         async def call(dep: Deployment, model: str) -> Opened:
+            await _fits(dep, model, req.body, size)
             started = time.perf_counter()
             ctx.upstream_model = model
             upstream = dep.adapter.chat_stream(req.body, model)
@@ -341,6 +347,22 @@ class Pipeline:
         self.metrics.upstream_done(ctx.model_group, dep.id, outcome, time.perf_counter() - started)
         self.metrics.usage(ctx.model_group, dep.id, usage)
         self.accounts.bill(ctx, dep.id, dep.provider, model, usage, outcome, estimated)
+
+
+async def _fits(dep: Deployment, model: str, body: JSON, size: PromptSize) -> None:
+    """Refuse, before sending, a request the deployment's context window cannot hold: no
+    upstream call is paid for, and the request goes to its context-window fallbacks."""
+    if dep.context_window is None:
+        return
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    wanted = await size.tokens(model) + (limit if isinstance(limit, int) else 0)
+    if wanted > dep.context_window:
+        raise ContextWindowExceeded(
+            f"This model's maximum context length is {dep.context_window} tokens. However,"
+            f" you requested {wanted} tokens (counted by lockgate before sending).",
+            param="messages",
+            deployment=dep.id,
+        )
 
 
 def _estimate(body: JSON) -> Callable[[], int]:

@@ -25,6 +25,7 @@ class Deployment:
     breaker: Breaker
     first_token_timeout: float | None = None
     idle_timeout: float | None = None
+    context_window: int | None = None  # tokens; checked before sending when known
     admission: Admission = field(default_factory=Admission)
     price: float = float("inf")  # input + output USD per million tokens, for `cost` routing
     in_flight: int = 0

@@ -149,6 +149,22 @@ def _content_tokens(content: Any, tokens: Callable[[str], int]) -> int:
     return total
 
 
+class PromptSize:
+    """One request's prompt tokens, counted once (in a thread) however many deployments
+    ask: the count is what context-window checks before sending compare."""
+
+    __slots__ = ("_body", "_counted")
+
+    def __init__(self, body: JSON) -> None:
+        self._body = body
+        self._counted: dict[str, int] = {}  # upstream model -> tokens
+
+    async def tokens(self, model: str) -> int:
+        if model not in self._counted:
+            self._counted[model] = await count_tokens(self._body, model)
+        return self._counted[model]
+
+
 async def count_tokens(body: JSON, model: str) -> int:
     """`count_chat_tokens` in a thread; the first call also loads the tokenizer there."""
     return await asyncio.to_thread(count_chat_tokens, body, model)
