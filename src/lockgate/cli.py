@@ -125,5 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("LOCKGATE_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Alembic announces each of its plugins at INFO on every start: noise, not news.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     return int(args.func(args))
