@@ -1,4 +1,5 @@
 // lockgate dashboard: login, filters, fetching /ui/api/*, drawing charts and tables.
+(function () {
 "use strict";
 
 const { lineChart, barChart } = window.LockgateCharts;
@@ -247,3 +248,4 @@ $("next").addEventListener("click", () => { state.offset += PAGE; loadRecent(); 
 $("detail-close").addEventListener("click", () => $("detail").close());
 if (sessionStorage.getItem(KEY)) enter().catch((err) => logout(err.message));
 setInterval(() => { if (!$("dash").hidden && !document.hidden) refresh(); }, 15000);
+})();

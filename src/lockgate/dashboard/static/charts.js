@@ -1,4 +1,5 @@
 // lockgate dashboard: small SVG charts (time-series lines and horizontal bars), no library.
+(function () {
 "use strict";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -41,7 +42,7 @@ function legend(host, series) {
 // series: [{name, points: [[t, v], ...]}]; opts: {start, end, format, empty}
 function lineChart(host, series, opts) {
   host.replaceChildren();
-  const W = 560, H = 220, L = 56, R = 12, T = 12, B = 26;
+  const W = 560, H = 220, L = 72, R = 22, T = 12, B = 26;
   const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img" }, host);
   const fmt = opts.format || String;
   const all = series.flatMap((s) => s.points);
@@ -116,3 +117,4 @@ function barChart(host, rows, names, opts) {
 }
 
 window.LockgateCharts = { lineChart, barChart, PALETTE };
+})();
