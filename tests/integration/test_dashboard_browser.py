@@ -119,6 +119,8 @@ async def test_log_in_see_charts_filter_and_drill_down(
     assert (await _totals(page, "chart-requests"))["requests"] == 3
     rows = page.locator("#recent-table tbody tr")
     assert await rows.count() == 3
+    assert await page.locator("#models-table tbody tr").count() == 1
+    assert (await page.get_attribute("#chart-deployments svg", "data-bars")) == "3"
     await page.screenshot(path=str(ARTIFACTS / "03-filtered.png"), full_page=True)
 
     # Drill down: the newest gpt-4o request's ledger row.

@@ -108,14 +108,16 @@ function drawLatency(frame) {
 }
 
 function drawLive(live) {
+  const only = $("model").value;
+  const mine = (m) => !only || m.model === only;
   barChart($("chart-ttft"),
-    live.ttft.map((d) => ({ label: d.deployment, values: [d.p50_ms, d.p95_ms, d.p99_ms] })),
+    live.ttft.filter(mine).map((d) => ({ label: d.deployment, values: [d.p50_ms, d.p95_ms, d.p99_ms] })),
     ["p50 ≤", "p95 ≤", "p99 ≤"], { format: ms, empty: "No streamed requests yet" });
-  const circuits = new Map(live.circuits.map((c) => [c.model, []]));
-  live.circuits.forEach((c) => circuits.get(c.model).push(c.state === "closed" ? c.deployment : `${c.deployment} (${c.state})`));
+  const circuits = new Map(live.circuits.filter(mine).map((c) => [c.model, []]));
+  live.circuits.filter(mine).forEach((c) => circuits.get(c.model).push(c.state === "closed" ? c.deployment : `${c.deployment} (${c.state})`));
   const cacheModels = (live.cache && live.cache.models) || {};
   table("models-table", ["model", "requests", "429 rate", "fallbacks", "fallback rate", "cache hit rate", "saved", "deployments"],
-    [...new Set([...live.models.map((m) => m.model), ...circuits.keys()])].map((name) => {
+    [...new Set([...live.models.filter(mine).map((m) => m.model), ...circuits.keys()])].map((name) => {
       const m = live.models.find((x) => x.model === name) || {};
       const c = cacheModels[name];
       return [name, m.requests ?? 0, pct(m.rate_limited_rate), m.fallbacks ?? 0, pct(m.fallback_rate),
