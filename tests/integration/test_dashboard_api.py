@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from tests.conftest import MASTER_KEY, PROVIDER_KEY, GatewayFactory, SimFactory
+from tests.conftest import MASTER_KEY, PROVIDER_KEY, GatewayFactory, SimFactory, dep
 from tests.integration.dashboard_traffic import BUDGET_NANOS, Traffic, traffic_gateway
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -107,8 +107,6 @@ async def test_page_and_assets_are_served_without_a_key(
     make_gateway: GatewayFactory, make_sim: SimFactory
 ) -> None:
     sim = await make_sim()
-    from tests.conftest import dep
-
     gw = await make_gateway([{"name": "m", "deployments": [dep(sim, "a")]}])
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{gw.url}/ui") as page:
