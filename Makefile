@@ -7,7 +7,7 @@ STAMP_DEV := $(VENV)/.installed-dev
 # llama-cpp-python (the local model extra) builds from source; its LLaVA part is not needed.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench clean chromium
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,7 +31,17 @@ lint: $(STAMP_DEV)
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy
 
-unit: $(STAMP_DEV)
+# The dashboard's browser test drives Debian's chromium (Playwright never downloads one).
+# Installed only when missing; if that fails the test skips, or fails in CI
+# (LOCKGATE_REQUIRE_SERVICES=1).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+chromium:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -q \
+		&& DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; } \
+		|| { echo "could not install chromium (apt-get install chromium)" >&2; \
+		     test "$$LOCKGATE_REQUIRE_SERVICES" != 1; }
+
+unit: $(STAMP_DEV) chromium
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck unit

@@ -1,0 +1,1 @@
+"""The web dashboard at /ui: live metric snapshots and the static page (package data)."""
