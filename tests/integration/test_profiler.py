@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +15,7 @@ import orjson
 import pytest
 
 from lockgate.profiler import BenchOptions, profile
+from lockgate.profiler.report import render
 from tests.conftest import MASTER_KEY, PROVIDER_KEY, GatewayFactory, SimFactory, chats, dep
 
 
@@ -71,6 +73,12 @@ async def test_gateway_latency_tokens_and_cost(
     assert report["gateway"] == {"deployments": {"sim": 19}, "fallbacks": 0, "mean_attempts": 1}
     assert report["limits"]["requests_per_minute"] is None
     assert report["limits"]["source"].startswith("not visible")
+    table = render(report)
+    rows = [re.split(r"\s{2,}", row.strip(), maxsplit=1) for row in table.splitlines()]
+    lines = {row[0]: row[1] for row in rows if len(row) == 2}
+    assert lines["by status"] == "200: 19"
+    assert lines["total"].startswith(f"{report['latency_ms']['p50']:.1f} / ")
+    assert lines["served by"] == "sim: 19"
 
 
 async def test_direct_mode_reports_advertised_limits_and_429s(make_sim: SimFactory) -> None:
@@ -208,3 +216,40 @@ async def test_cli_profiles_a_gateway_started_from_config(
     assert cost["per_day_usd"] == pytest.approx(cost["per_request_usd"] * 10 * 86400)
     # Progress went to stderr as plain lines (not a terminal).
     assert b"\r" not in stderr and b"done 9" in stderr
+
+
+async def test_prompts_file_is_cycled_in_closed_loop(make_sim: SimFactory, tmp_path: Path) -> None:
+    sim = await make_sim(latency="20ms")
+    prompts = tmp_path / "prompts.jsonl"
+    lines = [
+        orjson.dumps({"prompt": "first question", "max_tokens": 3}),
+        b"",
+        orjson.dumps({"messages": [{"role": "user", "content": "second"}], "model": "ignored"}),
+    ]
+    await asyncio.to_thread(prompts.write_bytes, b"\n".join(lines))
+    options = BenchOptions(
+        model="gpt-4o-mini",
+        url=sim.base_url.removesuffix("/v1"),
+        api_key=PROVIDER_KEY,
+        direct=True,
+        concurrency=1,
+        duration=0.3,
+        prompts_file=str(prompts),
+        price_input=Decimal("1"),
+        price_output=Decimal("2"),
+    )
+    report = await profile(options)
+
+    sent = [r.body for r in sim.requests]
+    assert report["requests"]["ok"] == len(sent) >= 4
+    assert report["target"]["load"] == {"concurrency": 1}
+    assert [b["messages"][0]["content"] for b in sent[:4]] == ["first question", "second"] * 2
+    assert {b["model"] for b in sent} == {"gpt-4o-mini"}
+    assert sent[0]["max_tokens"] == 3 and "max_tokens" not in sent[1]
+
+
+async def test_bad_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        BenchOptions(model="m", rps=1, concurrency=1)
+    with pytest.raises(ValueError, match="both --price-input"):
+        BenchOptions(model="m", rps=1, price_input=Decimal(1))
