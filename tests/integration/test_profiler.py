@@ -101,7 +101,7 @@ async def test_direct_mode_reports_advertised_limits_and_429s(make_sim: SimFacto
 
     requests = report["requests"]
     assert requests["sent"] == 19 == chats(sim)
-    assert 1 <= requests["ok"] <= 3
+    assert 1 <= requests["ok"] <= 5
     assert requests["rate_limited"] == requests["failed"] == requests["sent"] - requests["ok"]
     assert requests["rate_limited_rate"] == pytest.approx(requests["rate_limited"] / 19, abs=1e-4)
     limits = report["limits"]

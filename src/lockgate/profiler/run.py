@@ -48,6 +48,7 @@ async def in_process_gateway(
     config = await asyncio.to_thread(load_config, config_path)
     # A rehearsal must not bill anyone: no ledger rows, no key look-ups.
     config = config.model_copy(update={"database": None})
+    # Building warms genai-prices' indexes, seconds of CPU that would stall this loop.
     app = await asyncio.to_thread(build_app, config)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
