@@ -94,7 +94,8 @@ async def _profile(
     finally:
         stop.set()
         await tasks.drain(grace=1.0)
-    pricer = _pricer(options, state)
+    # Catalogue look-ups (genai-prices) read and index its data: off the loop.
+    pricer = await asyncio.to_thread(_pricer, options, state)
     samples = collector.samples
     costs = await asyncio.to_thread(lambda: [pricer(s) for s in samples])
     return summarize(
