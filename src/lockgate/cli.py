@@ -1,4 +1,4 @@
-"""The `lockgate` command line: serve, simulate, check-config, migrate, spend."""
+"""The `lockgate` command line: serve, simulate, bench, check-config, migrate, spend."""
 
 from __future__ import annotations
 
@@ -78,6 +78,12 @@ def _simulate(args: argparse.Namespace) -> int:
     return simulator_cli.run(args)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import lockgate.profiler.cli as bench_cli
+
+    return bench_cli.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lockgate", description="lockgate AI gateway")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulator_cli.add_arguments(simulate)
     simulate.set_defaults(func=_simulate)
+
+    bench = sub.add_parser("bench", help="profile a model: latency, 429s, limits, cost")
+    import lockgate.profiler.cli as bench_cli
+
+    bench_cli.add_arguments(bench)
+    bench.set_defaults(func=_bench)
     return parser
 
 
