@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from lockgate.api import anthropic_routes, cache_admin, openai_routes, ops_routes
+from lockgate.api import anthropic_routes, cache_admin, openai_routes, ops_routes, request_log
 from lockgate.api.middleware import gateway_middleware
 from lockgate.config.schema import Config, CooldownConfig, ModelConfig
 from lockgate.core.admission import Admission
@@ -22,11 +22,13 @@ from lockgate.features.cache.response_cache import SavedCost
 from lockgate.features.cache.wiring import attach_embedders, build_cache
 from lockgate.features.metrics import Metrics
 from lockgate.features.pricing import PriceBook
+from lockgate.features.redaction import BodyPolicy
 from lockgate.features.replicas import Replicas
 from lockgate.providers.http import HttpPool
 from lockgate.providers.registry import ProviderContext, create_provider
 from lockgate.state import STATE, GatewayState
 from lockgate.storage.redis import SharedRedis
+from lockgate.storage.retention import Retention
 from lockgate.storage.service import Database
 
 log = logging.getLogger("lockgate")
@@ -118,6 +120,9 @@ def build_app(config: Config) -> web.Application:
         pricer=prices,
         ledger=database.ledger if database is not None else None,
         cache=cache,
+        bodies=BodyPolicy(
+            config.request_log.bodies, {m.name for m in config.models if m.log_bodies}
+        ),
     )
     if cache is not None:
         attach_embedders(cache, config, pipeline)
@@ -143,6 +148,7 @@ def build_app(config: Config) -> web.Application:
     anthropic_routes.add_routes(app)
     ops_routes.add_routes(app)
     cache_admin.add_routes(app)
+    request_log.add_routes(app)
     app.on_shutdown.append(_on_shutdown)
     app.cleanup_ctx.append(_resources)
     return app
@@ -180,11 +186,17 @@ def price_book(models: list[ModelConfig], router: Router) -> PriceBook:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
+    retention = None
     if state.database is not None:
         await state.database.start()
+        if Retention.wanted(state.config.request_log):
+            retention = Retention(state.config.request_log, state.database.engine, state.tasks)
+            retention.start()
     if state.replicas is not None:
         state.replicas.start()
     yield
+    if retention is not None:
+        await retention.stop()
     if state.replicas is not None:
         await state.replicas.stop()
     if state.database is not None:

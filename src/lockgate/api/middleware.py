@@ -145,4 +145,5 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             metrics.request_done(
                 endpoint or "", ctx.model_group, ctx.outcome, time.perf_counter() - ctx.started
             )
+            metrics.genai.request(ctx)
     return response

@@ -206,6 +206,7 @@ class ModelConfig(Strict):
     context_window_fallbacks: list[str] = Field(default_factory=list)
     content_policy_fallbacks: list[str] = Field(default_factory=list)
     cache: ModelCacheConfig = Field(default_factory=ModelCacheConfig)
+    log_bodies: bool = False  # keep this group's request/answer bodies (redacted) in the log
 
     @model_validator(mode="after")
     def _semantic_extra_installed(self) -> ModelConfig:
@@ -278,6 +279,16 @@ class DatabaseConfig(Strict):
         return value
 
 
+class RequestLogConfig(Strict):
+    """The request log (the ledger's rows): bodies and retention. See docs/observability.md."""
+
+    bodies: bool = False  # keep every request's bodies (redacted); else per model group
+    retention_days: Annotated[float, Field(gt=0)] | None = None  # None: kept forever
+    max_rows: Annotated[int, Field(ge=1)] | None = None  # None: no row limit
+    retention_interval: Annotated[float, Field(gt=0)] = 300.0  # seconds between sweeps
+    retention_batch: Annotated[int, Field(ge=1, le=100_000)] = 5000  # rows per DELETE
+
+
 class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     redis: RedisConfig | None = None
@@ -287,6 +298,7 @@ class Config(Strict):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
     models: list[ModelConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

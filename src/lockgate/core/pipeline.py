@@ -50,6 +50,7 @@ from lockgate.core.types import (
 from lockgate.features.cache.response_cache import CachePlan, Hit, ResponseCache
 from lockgate.features.coalesce import Broadcast, Coalescer, CrossReplica, coalesce_key
 from lockgate.features.metrics import Metrics
+from lockgate.features.redaction import BodyPolicy
 
 T = TypeVar("T")
 R = TypeVar("R", ChatResponse, EmbeddingResponse)
@@ -69,8 +70,10 @@ class Pipeline:
         pricer: Pricer | None = None,
         ledger: Ledger | None = None,
         cache: ResponseCache | None = None,
+        bodies: BodyPolicy | None = None,
     ) -> None:
         self.router = router
+        self.bodies = bodies if bodies is not None and bodies.any else None
         self.cache = cache
         self.accounts = Accountant(pricer, ledger)
         self.auth = auth
@@ -92,10 +95,17 @@ class Pipeline:
         try:
             result = await self._chat(req, ctx)
         except BaseException as exc:
+            self._keep_bodies(ctx, req.body, None)
             self.accounts.settle(ctx, "chat", False, exc)
             raise
+        self._keep_bodies(ctx, req.body, result.body)
         self.accounts.settle(ctx, "chat", False, None)
         return result
+
+    def _keep_bodies(self, ctx: RequestContext, request: JSON, response: JSON | None) -> None:
+        bodies = self.bodies
+        if bodies is not None and bodies.wanted(ctx.model_group, str(request.get("model"))):
+            ctx.bodies = bodies.capture(request, response)
 
     async def _chat(self, req: ChatRequest, ctx: RequestContext) -> ChatResponse:
         plan = self._cache_plan(req, ctx)
@@ -124,6 +134,7 @@ class Pipeline:
 
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> EmbeddingResponse:
         self.authenticate(ctx)
+        ctx.operation = "embeddings"
 
         def call(dep: Deployment, model: str) -> Awaitable[EmbeddingResponse]:
             return self._timed(ctx, dep, model, dep.adapter.embed(req.body, model))
@@ -143,7 +154,9 @@ class Pipeline:
         self.authenticate(ctx)
         try:
             stream = await self._chat_stream(req, ctx)
+            self._keep_bodies(ctx, req.body, None)  # a stream's answer is not kept
         except BaseException as exc:
+            self._keep_bodies(ctx, req.body, None)
             self.accounts.settle(ctx, "chat", True, exc)
             raise
         return Settled(stream, lambda exc: self.accounts.settle(ctx, "chat", True, exc))
@@ -185,7 +198,9 @@ class Pipeline:
             except BaseException:
                 await upstream.aclose()
                 raise
-            self.metrics.first_token(ctx.model_group, dep.id, time.perf_counter() - started)
+            now = time.perf_counter()
+            self.metrics.first_token(ctx.model_group, dep.id, now - started, dep.provider)
+            ctx.first_token = now - ctx.started
             opened["it"] = (dep, model, started)
             return first, upstream
 
@@ -324,7 +339,10 @@ class Pipeline:
         self, ctx: RequestContext, dep: Deployment, exc: GatewayError, started: float
     ) -> None:
         exc.deployment = dep.id
-        self.metrics.upstream_done(ctx.model_group, dep.id, exc.kind, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.upstream_done(
+            ctx.model_group, dep.id, exc.kind, seconds, dep.provider, ctx.operation
+        )
 
     def _account(
         self,
@@ -338,8 +356,10 @@ class Pipeline:
         estimated: bool = False,
     ) -> None:
         """One upstream answer (or a stream's end): metrics, and its cost on the request."""
-        self.metrics.upstream_done(ctx.model_group, dep.id, outcome, time.perf_counter() - started)
-        self.metrics.usage(ctx.model_group, dep.id, usage)
+        seconds = time.perf_counter() - started
+        metrics, group = self.metrics, ctx.model_group
+        metrics.upstream_done(group, dep.id, outcome, seconds, dep.provider, ctx.operation)
+        metrics.usage(group, dep.id, usage, dep.provider, ctx.operation)
         self.accounts.bill(ctx, dep.id, dep.provider, model, usage, outcome, estimated)
 
 
