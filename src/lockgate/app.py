@@ -24,6 +24,7 @@ from lockgate.features.metrics import Metrics
 from lockgate.features.pricing import PriceBook
 from lockgate.features.redaction import BodyPolicy
 from lockgate.features.replicas import Replicas
+from lockgate.features.tracing import build_tracing
 from lockgate.providers.http import HttpPool
 from lockgate.providers.registry import ProviderContext, create_provider
 from lockgate.state import STATE, GatewayState
@@ -110,6 +111,9 @@ def build_app(config: Config) -> web.Application:
         metrics.registry.register(database.ledger)
     redis = SharedRedis(config.redis) if config.redis is not None else None
     cache = build_cache(config, tasks, redis, saved_usd(prices, router))
+    tracing = build_tracing(config.tracing)
+    if tracing is not None:
+        closers.append(tracing.close)
     pipeline = Pipeline(
         router=router,
         tasks=tasks,
@@ -120,6 +124,7 @@ def build_app(config: Config) -> web.Application:
         pricer=prices,
         ledger=database.ledger if database is not None else None,
         cache=cache,
+        tracing=tracing,
         bodies=BodyPolicy(
             config.request_log.bodies, {m.name for m in config.models if m.log_bodies}
         ),

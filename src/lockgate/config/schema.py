@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -289,6 +290,22 @@ class RequestLogConfig(Strict):
     retention_batch: Annotated[int, Field(ge=1, le=100_000)] = 5000  # rows per DELETE
 
 
+class TracingConfig(Strict):
+    """OpenTelemetry traces, exported by OTLP/HTTP; needs the `lockgate[otel]` extra.
+    Without this section nothing is traced and OpenTelemetry is never imported."""
+
+    otlp_endpoint: Annotated[str, Field(pattern=r"^https?://")]  # e.g. http://collector:4318
+    service_name: Annotated[str, Field(min_length=1)] = "lockgate"
+    sample_ratio: Annotated[float, Field(ge=0, le=1)] = 1.0  # of new traces (parent decides)
+    headers: dict[str, SecretStr] = Field(default_factory=dict)  # e.g. the collector's auth
+
+    @model_validator(mode="after")
+    def _extra_installed(self) -> TracingConfig:
+        if importlib.util.find_spec("opentelemetry.sdk") is None:
+            raise ValueError("tracing needs the otel extra: pip install 'lockgate[otel]'")
+        return self
+
+
 class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     redis: RedisConfig | None = None
@@ -299,6 +316,7 @@ class Config(Strict):
     cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
+    tracing: TracingConfig | None = None  # no section: no traces, no OpenTelemetry import
     models: list[ModelConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

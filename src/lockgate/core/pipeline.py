@@ -51,6 +51,7 @@ from lockgate.features.cache.response_cache import CachePlan, Hit, ResponseCache
 from lockgate.features.coalesce import Broadcast, Coalescer, CrossReplica, coalesce_key
 from lockgate.features.metrics import Metrics
 from lockgate.features.redaction import BodyPolicy
+from lockgate.features.tracing import Tracing
 
 T = TypeVar("T")
 R = TypeVar("R", ChatResponse, EmbeddingResponse)
@@ -71,8 +72,10 @@ class Pipeline:
         ledger: Ledger | None = None,
         cache: ResponseCache | None = None,
         bodies: BodyPolicy | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.router = router
+        self.tracing = tracing  # None: not configured, and no per-request cost
         self.bodies = bodies if bodies is not None and bodies.any else None
         self.cache = cache
         self.accounts = Accountant(pricer, ledger)
@@ -88,7 +91,16 @@ class Pipeline:
     def authenticate(self, ctx: RequestContext) -> None:
         """Idempotent, so the edge may authenticate before it reads a large body."""
         if ctx.principal is None:
-            ctx.principal = self.auth.authenticate(ctx.credential)
+            if self.tracing is None:
+                ctx.principal = self.auth.authenticate(ctx.credential)
+                return
+            started = time.time_ns()
+            try:
+                ctx.principal = self.auth.authenticate(ctx.credential)
+            except GatewayError as exc:
+                self.tracing.step(ctx, "authenticate", started, exc)
+                raise
+            self.tracing.step(ctx, "authenticate", started)
 
     async def chat(self, req: ChatRequest, ctx: RequestContext) -> ChatResponse:
         self.authenticate(ctx)
@@ -188,16 +200,24 @@ class Pipeline:
         async def call(dep: Deployment, model: str) -> Opened:
             started = time.perf_counter()
             ctx.upstream_model = model
+            span = self.tracing.attempt(ctx, dep.id, dep.provider, model) if self.tracing else None
             upstream = dep.adapter.chat_stream(req.body, model)
             try:
                 first = await first_chunk(upstream, dep.first_token_timeout)
             except GatewayError as exc:
                 await upstream.aclose()
                 self._failed(ctx, dep, exc, started)
+                if span is not None:
+                    span.end(exc.kind)
                 raise
             except BaseException:
                 await upstream.aclose()
+                if span is not None:
+                    span.end("cancelled")
                 raise
+            if span is not None:
+                span.first_token()
+                span.end("ok")  # the rest of the stream is relayed under the request's span
             now = time.perf_counter()
             self.metrics.first_token(ctx.model_group, dep.id, now - started, dep.provider)
             ctx.first_token = now - ctx.started
@@ -220,8 +240,11 @@ class Pipeline:
 
     async def _cached(self, plan: CachePlan, ctx: RequestContext) -> Hit | None:
         assert self.cache is not None
+        started = time.time_ns() if self.tracing is not None else 0
         hit = await self.cache.lookup(plan, ctx)
         ctx.cache_hit = hit is not None
+        if self.tracing is not None:
+            self.tracing.step(ctx, "cache lookup", started)
         return hit
 
     def _coalesce_key(self, req: ChatRequest, ctx: RequestContext) -> str | None:
@@ -327,12 +350,32 @@ class Pipeline:
     ) -> R:
         started = time.perf_counter()
         ctx.upstream_model = model
+        if self.tracing is not None:
+            return await self._traced(ctx, dep, model, call, started)
         try:
             result = await call
         except GatewayError as exc:
             self._failed(ctx, dep, exc, started)
             raise
         self._account(ctx, dep, model, result.usage, "ok", started)
+        return result
+
+    async def _traced(
+        self, ctx: RequestContext, dep: Deployment, model: str, call: Awaitable[R], started: float
+    ) -> R:
+        assert self.tracing is not None
+        span = self.tracing.attempt(ctx, dep.id, dep.provider, model)
+        try:
+            result = await call
+        except GatewayError as exc:
+            self._failed(ctx, dep, exc, started)
+            span.end(exc.kind)
+            raise
+        except BaseException:
+            span.end("cancelled")
+            raise
+        self._account(ctx, dep, model, result.usage, "ok", started)
+        span.end("ok", result.usage)
         return result
 
     def _failed(

@@ -154,6 +154,7 @@ class RequestContext:
     cache_hit: bool = False  # answered from a response cache
     usage_estimated: bool = False  # a stream ended without usage: tokens were estimated
     records: int = 0  # ledger records handed off for this request
+    span: Any = None  # the request's trace span, when tracing is configured
     queued: float = 0.0  # seconds spent waiting in admission queues
     operation: str = "chat"  # the GenAI operation name: chat or embeddings
     first_token: float | None = None  # seconds from the start to a stream's first chunk
