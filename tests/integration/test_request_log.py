@@ -4,6 +4,8 @@ for success, error, retry, fallback, cache hit and stream, read back through
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from sqlalchemy import select
 
 from lockgate.storage.schema import spend_ledger
 from tests.conftest import MASTER_KEY, Gateway, GatewayFactory, SimFactory, dep, wait_until
+from tests.storage.records import make_record
 
 HELLO = [{"role": "user", "content": "hello"}]
 PII = (
@@ -49,6 +52,10 @@ async def _gateway(make_gateway: GatewayFactory, make_sim: SimFactory, tmp_path:
             },
         },
     )
+
+
+def _rid(name: str) -> dict[str, Any]:
+    return {"extra_headers": {"x-request-id": name}}
 
 
 async def _admin(gw: Gateway, path: str, key: str = MASTER_KEY) -> tuple[int, Any]:
@@ -199,3 +206,34 @@ async def test_records_for_each_case_through_the_admin_api(
         == 1
     )
     assert value("lockgate_cost_usd_total", model="plain", deployment="primary") > 0
+
+
+async def test_retention_runs_in_the_background(
+    make_gateway: GatewayFactory, make_sim: SimFactory, tmp_path: Path
+) -> None:
+    sim = await make_sim()
+    gw = await make_gateway(
+        [{"name": "plain", "deployments": [dep(sim, "primary")]}],
+        sections={
+            "database": {"url": f"sqlite:///{tmp_path}/lockgate.db", "spool_path": None,
+                         "flush_interval": 0.02},
+            "request_log": {"retention_days": 1, "retention_interval": 0.05},
+        },
+    )  # fmt: skip
+    db = gw.state.database
+    assert db is not None
+    old = make_record("ancient", started_at=time.time() - 3 * 86_400)
+    await db.spend.write([old])
+    async with gw.client() as client:
+        await client.chat.completions.create(model="plain", messages=HELLO, **_rid("fresh"))
+    await wait_until(lambda: db.ledger.counts["written"] >= 1, 10)
+
+    async def ids() -> set[str]:
+        async with db.engine.connect() as conn:
+            return set((await conn.execute(select(spend_ledger.c.request_id))).scalars())
+
+    for _ in range(200):
+        if await ids() == {"fresh"}:
+            break
+        await asyncio.sleep(0.02)
+    assert await ids() == {"fresh"}
