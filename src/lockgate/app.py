@@ -14,6 +14,7 @@ from lockgate.api import (
     dashboard_routes,
     openai_routes,
     ops_routes,
+    request_log,
 )
 from lockgate.api.middleware import gateway_middleware
 from lockgate.config.schema import Config, CooldownConfig, ModelConfig
@@ -28,11 +29,14 @@ from lockgate.features.cache.response_cache import SavedCost
 from lockgate.features.cache.wiring import attach_embedders, build_cache
 from lockgate.features.metrics import Metrics
 from lockgate.features.pricing import PriceBook
+from lockgate.features.redaction import BodyPolicy
 from lockgate.features.replicas import Replicas
+from lockgate.features.tracing import build_tracing
 from lockgate.providers.http import HttpPool
 from lockgate.providers.registry import ProviderContext, create_provider
 from lockgate.state import STATE, GatewayState
 from lockgate.storage.redis import SharedRedis
+from lockgate.storage.retention import Retention
 from lockgate.storage.service import Database
 
 log = logging.getLogger("lockgate")
@@ -115,6 +119,9 @@ def build_app(config: Config) -> web.Application:
         metrics.registry.register(database.ledger)
     redis = SharedRedis(config.redis) if config.redis is not None else None
     cache = build_cache(config, tasks, redis, saved_usd(prices, router))
+    tracing = build_tracing(config.tracing)
+    if tracing is not None:
+        closers.append(tracing.close)
     pipeline = Pipeline(
         router=router,
         tasks=tasks,
@@ -125,6 +132,10 @@ def build_app(config: Config) -> web.Application:
         pricer=prices,
         ledger=database.ledger if database is not None else None,
         cache=cache,
+        tracing=tracing,
+        bodies=BodyPolicy(
+            config.request_log.bodies, {m.name for m in config.models if m.log_bodies}
+        ),
     )
     if cache is not None:
         attach_embedders(cache, config, pipeline)
@@ -151,6 +162,7 @@ def build_app(config: Config) -> web.Application:
     ops_routes.add_routes(app)
     cache_admin.add_routes(app)
     dashboard_routes.add_routes(app)
+    request_log.add_routes(app)
     app.on_shutdown.append(_on_shutdown)
     app.cleanup_ctx.append(_resources)
     return app
@@ -188,11 +200,17 @@ def price_book(models: list[ModelConfig], router: Router) -> PriceBook:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
+    retention = None
     if state.database is not None:
         await state.database.start()
+        if Retention.wanted(state.config.request_log):
+            retention = Retention(state.config.request_log, state.database.engine, state.tasks)
+            retention.start()
     if state.replicas is not None:
         state.replicas.start()
     yield
+    if retention is not None:
+        await retention.stop()
     if state.replicas is not None:
         await state.replicas.stop()
     if state.database is not None:

@@ -1,4 +1,4 @@
-"""The `lockgate` command line: serve, simulate, bench, check-config, migrate, spend."""
+"""The `lockgate` command line: serve, simulate, bench, check-config, migrate, spend, logs."""
 
 from __future__ import annotations
 
@@ -72,6 +72,20 @@ def _spend(args: argparse.Namespace) -> int:
     return asyncio.run(print_spend(database, args.by, args.days))
 
 
+def _logs_tail(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from lockgate.storage.logs_cli import tail
+
+    database = _database(args)
+    if database is None:
+        return 1
+    try:
+        return asyncio.run(tail(database, args.lines, args.follow, args.interval, args.model))
+    except KeyboardInterrupt:
+        return 0
+
+
 def _simulate(args: argparse.Namespace) -> int:
     import lockgate.providers.simulator.cli as simulator_cli
 
@@ -117,6 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     spend.add_argument("--days", type=int, default=30, help="the last N days (default 30)")
     spend.set_defaults(func=_spend)
+
+    logs = sub.add_parser("logs", help="the request log")
+    logs_sub = logs.add_subparsers(dest="logs_command", required=True)
+    logs_tail = logs_sub.add_parser("tail", help="print recent requests (--follow: keep polling)")
+    logs_tail.add_argument(
+        "--config", "-c", help="YAML config file (default: the default database)"
+    )
+    logs_tail.add_argument("--lines", "-n", type=int, default=20, help="rows to show first")
+    logs_tail.add_argument(
+        "--follow", "-f", action="store_true", help="print new rows as they come"
+    )
+    logs_tail.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+    logs_tail.add_argument("--model", help="only this model group")
+    logs_tail.set_defaults(func=_logs_tail)
 
     simulate = sub.add_parser("simulate", help="run the provider simulator")
     import lockgate.providers.simulator.cli as simulator_cli

@@ -51,7 +51,7 @@ async def test_migrations_build_the_declared_schema(db_config: DatabaseConfig) -
     await asyncio.to_thread(upgrade, db_config)
     diff, tables, version = await _inspect(db_config)
     assert tables == TABLES
-    assert version == "0001"
+    assert version == "0002"
     assert diff == []  # the migrations and schema.py agree, column for column
 
 
@@ -87,4 +87,4 @@ async def test_replicas_migrating_at_once_take_turns(make_pg_database: Any, tmp_
     results = [await proc.communicate() for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0, 0], results
     diff, tables, version = await _inspect(cfg)
-    assert tables == TABLES and version == "0001" and diff == []
+    assert tables == TABLES and version == "0002" and diff == []

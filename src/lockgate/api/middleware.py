@@ -105,14 +105,24 @@ def _seconds(value: str, name: str) -> float:
     return seconds
 
 
+def _status(response: web.StreamResponse | None) -> int:
+    return 499 if response is None else response.status
+
+
 @web.middleware
 async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     ctx = RequestContext(request_id=_request_id(request), credential=_credential(request))
     request[CTX] = ctx
     endpoint = request.match_info.route.name
     metrics = request.app[STATE].metrics if endpoint is not None else None
+    tracing = request.app[STATE].pipeline.tracing if endpoint is not None else None
+    if tracing is not None:
+        route = request.match_info.route.resource
+        path = route.canonical if route is not None else request.path
+        tracing.begin(ctx, path, request.method, request.headers)
     if metrics is not None:  # health, metrics, unknown paths: no request metrics
         metrics.in_flight += 1
+    response: web.StreamResponse | None = None
     try:
         _controls(request, ctx)
         response = await handler(request)
@@ -145,4 +155,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             metrics.request_done(
                 endpoint or "", ctx.model_group, ctx.outcome, time.perf_counter() - ctx.started
             )
+            metrics.genai.request(ctx)
+        if tracing is not None:
+            tracing.end(ctx, _status(response))
     return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -209,6 +210,7 @@ class ModelConfig(Strict):
     context_window_fallbacks: list[str] = Field(default_factory=list)
     content_policy_fallbacks: list[str] = Field(default_factory=list)
     cache: ModelCacheConfig = Field(default_factory=ModelCacheConfig)
+    log_bodies: bool = False  # keep this group's request/answer bodies (redacted) in the log
 
     @model_validator(mode="after")
     def _semantic_extra_installed(self) -> ModelConfig:
@@ -281,6 +283,32 @@ class DatabaseConfig(Strict):
         return value
 
 
+class RequestLogConfig(Strict):
+    """The request log (the ledger's rows): bodies and retention. See docs/observability.md."""
+
+    bodies: bool = False  # keep every request's bodies (redacted); else per model group
+    retention_days: Annotated[float, Field(gt=0)] | None = None  # None: kept forever
+    max_rows: Annotated[int, Field(ge=1)] | None = None  # None: no row limit
+    retention_interval: Annotated[float, Field(gt=0)] = 300.0  # seconds between sweeps
+    retention_batch: Annotated[int, Field(ge=1, le=100_000)] = 5000  # rows per DELETE
+
+
+class TracingConfig(Strict):
+    """OpenTelemetry traces, exported by OTLP/HTTP; needs the `lockgate[otel]` extra.
+    Without this section nothing is traced and OpenTelemetry is never imported."""
+
+    otlp_endpoint: Annotated[str, Field(pattern=r"^https?://")]  # e.g. http://collector:4318
+    service_name: Annotated[str, Field(min_length=1)] = "lockgate"
+    sample_ratio: Annotated[float, Field(ge=0, le=1)] = 1.0  # of new traces (parent decides)
+    headers: dict[str, SecretStr] = Field(default_factory=dict)  # e.g. the collector's auth
+
+    @model_validator(mode="after")
+    def _extra_installed(self) -> TracingConfig:
+        if importlib.util.find_spec("opentelemetry.sdk") is None:
+            raise ValueError("tracing needs the otel extra: pip install 'lockgate[otel]'")
+        return self
+
+
 class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     redis: RedisConfig | None = None
@@ -290,6 +318,8 @@ class Config(Strict):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
+    tracing: TracingConfig | None = None  # no section: no traces, no OpenTelemetry import
     models: list[ModelConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -69,6 +69,13 @@ class LedgerRecord:
     status: str
     http_status: int
     attempts: int
+    # Request-log fields; defaults so that records spooled by an older version still load.
+    fallback: bool = False
+    hedged: bool = False
+    cache_status: str = ""  # hit, miss, refresh, bypass; "" without a response cache
+    ttft_ms: int | None = None  # a stream's time to its first chunk
+    error_type: str | None = None  # the error's class name when the request failed
+    bodies: str | None = None  # redacted JSON of the request (and answer), when enabled
 
     def to_dict(self) -> dict[str, Any]:
         # Every field is a plain str/int/float/bool/None: no need for asdict's deep copy.
@@ -90,6 +97,7 @@ def ledger_record(
     status: str,
     http_status: int,
     request_id: str | None = None,
+    error_type: str | None = None,
 ) -> LedgerRecord:
     """The record of ``ctx`` as it stands: what its upstream answers used and cost so far."""
     now = time.perf_counter()
@@ -121,6 +129,12 @@ def ledger_record(
         status=status,
         http_status=http_status,
         attempts=ctx.attempts,
+        fallback=ctx.fallback,
+        hedged=ctx.hedged,
+        cache_status=ctx.cache,
+        ttft_ms=None if ctx.first_token is None else round(ctx.first_token * 1000),
+        error_type=error_type,
+        bodies=ctx.bodies,
     )
 
 
@@ -172,6 +186,7 @@ class Accountant:
         if ctx.records or self.ledger is None:
             return
         ctx.records = 1
+        error_type = None if exc is None else type(exc).__name__
         if exc is None:
             status, http_status = "ok", 200
         elif isinstance(exc, GatewayError):
@@ -182,9 +197,10 @@ class Accountant:
             status, http_status = "internal", 500
         self.ledger.record(
             ledger_record(
-                ctx, endpoint=endpoint, stream=stream, status=status, http_status=http_status
+                ctx, endpoint=endpoint, stream=stream, status=status, http_status=http_status,
+                error_type=error_type,
             )
-        )
+        )  # fmt: skip
 
 
 class Settled(AsyncGenerator[Chunk, None]):

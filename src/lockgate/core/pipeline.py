@@ -50,7 +50,9 @@ from lockgate.core.types import (
 from lockgate.features.cache.response_cache import CachePlan, Hit, ResponseCache
 from lockgate.features.coalesce import Broadcast, Coalescer, CrossReplica, coalesce_key
 from lockgate.features.metrics import Metrics
+from lockgate.features.redaction import BodyPolicy
 from lockgate.features.tokens import PromptSize
+from lockgate.features.tracing import Tracing
 
 T = TypeVar("T")
 R = TypeVar("R", ChatResponse, EmbeddingResponse)
@@ -70,8 +72,12 @@ class Pipeline:
         pricer: Pricer | None = None,
         ledger: Ledger | None = None,
         cache: ResponseCache | None = None,
+        bodies: BodyPolicy | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.router = router
+        self.tracing = tracing  # None: not configured, and no per-request cost
+        self.bodies = bodies if bodies is not None and bodies.any else None
         self.cache = cache
         self.accounts = Accountant(pricer, ledger)
         self.auth = auth
@@ -86,17 +92,33 @@ class Pipeline:
     def authenticate(self, ctx: RequestContext) -> None:
         """Idempotent, so the edge may authenticate before it reads a large body."""
         if ctx.principal is None:
-            ctx.principal = self.auth.authenticate(ctx.credential)
+            if self.tracing is None:
+                ctx.principal = self.auth.authenticate(ctx.credential)
+                return
+            started = time.time_ns()
+            try:
+                ctx.principal = self.auth.authenticate(ctx.credential)
+            except GatewayError as exc:
+                self.tracing.step(ctx, "authenticate", started, exc)
+                raise
+            self.tracing.step(ctx, "authenticate", started)
 
     async def chat(self, req: ChatRequest, ctx: RequestContext) -> ChatResponse:
         self.authenticate(ctx)
         try:
             result = await self._chat(req, ctx)
         except BaseException as exc:
+            self._keep_bodies(ctx, req.body, None)
             self.accounts.settle(ctx, "chat", False, exc)
             raise
+        self._keep_bodies(ctx, req.body, result.body)
         self.accounts.settle(ctx, "chat", False, None)
         return result
+
+    def _keep_bodies(self, ctx: RequestContext, request: JSON, response: JSON | None) -> None:
+        bodies = self.bodies
+        if bodies is not None and bodies.wanted(ctx.model_group, str(request.get("model"))):
+            ctx.bodies = bodies.capture(request, response)
 
     async def _chat(self, req: ChatRequest, ctx: RequestContext) -> ChatResponse:
         plan = self._cache_plan(req, ctx)
@@ -128,6 +150,7 @@ class Pipeline:
 
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> EmbeddingResponse:
         self.authenticate(ctx)
+        ctx.operation = "embeddings"
 
         def call(dep: Deployment, model: str) -> Awaitable[EmbeddingResponse]:
             return self._timed(ctx, dep, model, dep.adapter.embed(req.body, model))
@@ -147,7 +170,9 @@ class Pipeline:
         self.authenticate(ctx)
         try:
             stream = await self._chat_stream(req, ctx)
+            self._keep_bodies(ctx, req.body, None)  # a stream's answer is not kept
         except BaseException as exc:
+            self._keep_bodies(ctx, req.body, None)
             self.accounts.settle(ctx, "chat", True, exc)
             raise
         return Settled(stream, lambda exc: self.accounts.settle(ctx, "chat", True, exc))
@@ -181,17 +206,27 @@ class Pipeline:
             await _fits(dep, model, req.body, size)
             started = time.perf_counter()
             ctx.upstream_model = model
+            span = self.tracing.attempt(ctx, dep.id, dep.provider, model) if self.tracing else None
             upstream = dep.adapter.chat_stream(req.body, model)
             try:
                 first = await first_chunk(upstream, dep.first_token_timeout)
             except GatewayError as exc:
                 await upstream.aclose()
                 self._failed(ctx, dep, exc, started)
+                if span is not None:
+                    span.end(exc.kind)
                 raise
             except BaseException:
                 await upstream.aclose()
+                if span is not None:
+                    span.end("cancelled")
                 raise
-            self.metrics.first_token(ctx.model_group, dep.id, time.perf_counter() - started)
+            if span is not None:
+                span.first_token()
+                span.end("ok")  # the rest of the stream is relayed under the request's span
+            now = time.perf_counter()
+            self.metrics.first_token(ctx.model_group, dep.id, now - started, dep.provider)
+            ctx.first_token = now - ctx.started
             opened["it"] = (dep, model, started)
             return first, upstream
 
@@ -211,8 +246,11 @@ class Pipeline:
 
     async def _cached(self, plan: CachePlan, ctx: RequestContext) -> Hit | None:
         assert self.cache is not None
+        started = time.time_ns() if self.tracing is not None else 0
         hit = await self.cache.lookup(plan, ctx)
         ctx.cache_hit = hit is not None
+        if self.tracing is not None:
+            self.tracing.step(ctx, "cache lookup", started)
         return hit
 
     def _coalesce_key(self, req: ChatRequest, ctx: RequestContext) -> str | None:
@@ -318,6 +356,8 @@ class Pipeline:
     ) -> R:
         started = time.perf_counter()
         ctx.upstream_model = model
+        if self.tracing is not None:
+            return await self._traced(ctx, dep, model, call, started)
         try:
             result = await call
         except GatewayError as exc:
@@ -326,11 +366,32 @@ class Pipeline:
         self._account(ctx, dep, model, result.usage, "ok", started)
         return result
 
+    async def _traced(
+        self, ctx: RequestContext, dep: Deployment, model: str, call: Awaitable[R], started: float
+    ) -> R:
+        assert self.tracing is not None
+        span = self.tracing.attempt(ctx, dep.id, dep.provider, model)
+        try:
+            result = await call
+        except GatewayError as exc:
+            self._failed(ctx, dep, exc, started)
+            span.end(exc.kind)
+            raise
+        except BaseException:
+            span.end("cancelled")
+            raise
+        self._account(ctx, dep, model, result.usage, "ok", started)
+        span.end("ok", result.usage)
+        return result
+
     def _failed(
         self, ctx: RequestContext, dep: Deployment, exc: GatewayError, started: float
     ) -> None:
         exc.deployment = dep.id
-        self.metrics.upstream_done(ctx.model_group, dep.id, exc.kind, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.upstream_done(
+            ctx.model_group, dep.id, exc.kind, seconds, dep.provider, ctx.operation
+        )
 
     def _account(
         self,
@@ -344,8 +405,10 @@ class Pipeline:
         estimated: bool = False,
     ) -> None:
         """One upstream answer (or a stream's end): metrics, and its cost on the request."""
-        self.metrics.upstream_done(ctx.model_group, dep.id, outcome, time.perf_counter() - started)
-        self.metrics.usage(ctx.model_group, dep.id, usage)
+        seconds = time.perf_counter() - started
+        metrics, group = self.metrics, ctx.model_group
+        metrics.upstream_done(group, dep.id, outcome, seconds, dep.provider, ctx.operation)
+        metrics.usage(group, dep.id, usage, dep.provider, ctx.operation)
         self.accounts.bill(ctx, dep.id, dep.provider, model, usage, outcome, estimated)
 
 

@@ -154,6 +154,7 @@ class Retrier:
             spare = self._with_capacity(group, dep, tokens, failed)
             if spare is not None:
                 return spare
+            queued = time.perf_counter()
             try:
                 await dep.admission.wait(ctx.priority, need, self._max_wait(ctx))
                 return dep
@@ -162,6 +163,8 @@ class Retrier:
                 failures.append((f"{group.name} via {dep.id}", exc))
                 failed.add(dep.id)
                 dep = self._fresh(group, frozenset(failed), exc)  # never wait for it
+            finally:
+                ctx.queued += time.perf_counter() - queued
         return dep
 
     @staticmethod

@@ -154,6 +154,11 @@ class RequestContext:
     cache_hit: bool = False  # answered from a response cache
     usage_estimated: bool = False  # a stream ended without usage: tokens were estimated
     records: int = 0  # ledger records handed off for this request
+    span: Any = None  # the request's trace span, when tracing is configured
+    queued: float = 0.0  # seconds spent waiting in admission queues
+    operation: str = "chat"  # the GenAI operation name: chat or embeddings
+    first_token: float | None = None  # seconds from the start to a stream's first chunk
+    bodies: str | None = None  # redacted request/response JSON, when body logging is on
 
     def bill(self, usage: Usage, nanos: int, priced: bool, estimated: bool = False) -> None:
         """Add one upstream answer's usage and cost (hedges may bill two)."""

@@ -19,6 +19,7 @@ from prometheus_client.core import (
 )
 
 from lockgate.core.types import Usage
+from lockgate.features.genai_metrics import GenAIMetrics
 from lockgate.features.limit_metrics import LimitMetrics
 
 LATENCY_BUCKETS = (
@@ -71,9 +72,11 @@ class Metrics:
         self.provider_keys: dict[tuple[str, str], int] = {}  # deployment, disabled/rested
         self.coalesced: dict[str, int] = {}  # model -> requests answered by a shared call
         self.limits = LimitMetrics()  # rate limits and budgets
+        self.genai = GenAIMetrics()  # OTel GenAI-named series, per-request counters
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self.registry.register(self.limits)
+        self.registry.register(self.genai)
 
     # -- hot path -------------------------------------------------------------------------
 
@@ -82,8 +85,18 @@ class Metrics:
         self.requests[key] = self.requests.get(key, 0) + 1
         self.request_seconds[(endpoint, model)].observe(seconds)
 
-    def upstream_done(self, model: str, deployment: str, outcome: str, seconds: float) -> None:
+    def upstream_done(
+        self,
+        model: str,
+        deployment: str,
+        outcome: str,
+        seconds: float,
+        provider: str = "",
+        operation: str = "chat",
+    ) -> None:
         self.upstream_seconds[(model, deployment, outcome)].observe(seconds)
+        error = "" if outcome == "ok" else outcome
+        self.genai.operation((operation, provider, model, deployment), error, seconds)
 
     def fallback(self, origin: str, target: str) -> None:
         key = (origin, target)
@@ -101,10 +114,19 @@ class Metrics:
         self.circuit_transitions[key] = self.circuit_transitions.get(key, 0) + 1
         self.circuit_state[deployment] = state
 
-    def first_token(self, model: str, deployment: str, seconds: float) -> None:
+    def first_token(self, model: str, deployment: str, seconds: float, provider: str = "") -> None:
         self.ttft_seconds[(model, deployment)].observe(seconds)
+        self.genai.first_token(("chat", provider, model, deployment), seconds)
 
-    def usage(self, model: str, deployment: str, usage: Usage) -> None:
+    def usage(
+        self,
+        model: str,
+        deployment: str,
+        usage: Usage,
+        provider: str = "",
+        operation: str = "chat",
+    ) -> None:
+        self.genai.usage((operation, provider, model, deployment), usage)
         tokens = self.tokens
         for kind, count in (
             ("prompt", usage.prompt_tokens),

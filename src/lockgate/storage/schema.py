@@ -21,7 +21,9 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
+    false,
     func,
 )
 
@@ -150,7 +152,15 @@ spend_ledger = Table(
     Column("status", String(32), nullable=False),  # "ok" or an error kind
     Column("http_status", Integer, nullable=False),
     Column("attempts", Integer, nullable=False),
+    # The request log (migration 0002): how the request was served, beyond what it cost.
+    Column("fallback", Boolean, nullable=False, server_default=false()),
+    Column("hedged", Boolean, nullable=False, server_default=false()),
+    Column("cache_status", String(16), nullable=False, server_default=""),
+    Column("ttft_ms", Integer),
+    Column("error_type", String(64)),
+    Column("bodies", Text),  # redacted request/answer JSON; NULL unless body logging is on
     Index(None, "day"),
+    Index(None, "created_at", "id"),  # the request log's paging and retention order
     Index(None, "key_id", "day"),
     Index(None, "user_id", "day"),
     Index(None, "team_id", "day"),

@@ -1,0 +1,89 @@
+"""Admin endpoints for the request log, master key only.
+
+GET /admin/requests?model=&status=&key=&since=&until=&limit=&cursor=
+GET /admin/requests/{request_id}
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lockgate.api.middleware import CTX
+from lockgate.core.errors import BadRequest, NotFound, PermissionDenied
+from lockgate.state import STATE
+from lockgate.storage import request_log
+from lockgate.storage.request_log import MAX_LIMIT, Filters
+
+DEFAULT_LIMIT = 50
+
+
+def _engine(request: web.Request) -> AsyncEngine:
+    state, ctx = request.app[STATE], request[CTX]
+    state.pipeline.authenticate(ctx)
+    principal = ctx.principal
+    # With no master key configured the gateway is open (loopback only), admin included.
+    if state.config.server.master_key is not None and not (principal and principal.is_master):
+        raise PermissionDenied("The request log needs the master key.")
+    database = state.database
+    if database is None or not database.spend.bound:
+        raise NotFound("The request log needs a database (the config has 'database: null').")
+    return database.engine
+
+
+def _time(request: web.Request, name: str) -> datetime | None:
+    value = request.query.get(name)
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            return datetime.fromtimestamp(float(value), UTC)
+        except (ValueError, OverflowError, OSError):
+            raise BadRequest(
+                f"{name} must be an ISO 8601 time or unix seconds.", param=name
+            ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _limit(request: web.Request) -> int:
+    value = request.query.get("limit") or str(DEFAULT_LIMIT)
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}.", param="limit")
+    return int(value)
+
+
+async def list_requests(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    query = request.query
+    filters = Filters(
+        model=query.get("model") or None,
+        status=query.get("status") or None,
+        key=query.get("key") or None,
+        since=_time(request, "since"),
+        until=_time(request, "until"),
+    )
+    try:
+        rows, cursor = await request_log.page(
+            engine, filters, _limit(request), query.get("cursor") or None
+        )
+    except ValueError:
+        raise BadRequest("cursor is not one this endpoint returned.", param="cursor") from None
+    return web.json_response({"object": "list", "data": rows, "next_cursor": cursor})
+
+
+async def get_request(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    request_id = request.match_info["request_id"]
+    row = await request_log.one(engine, request_id)
+    if row is None:
+        raise NotFound(f"No request {request_id!r} in the request log.")
+    return web.json_response(row)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/requests", list_requests, name="request_log_list")
+    app.router.add_get("/admin/requests/{request_id}", get_request, name="request_log_get")
