@@ -17,10 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lockgate.core.accounting import LedgerRecord
 from lockgate.storage.spend_pg import write_pg
-from lockgate.storage.spend_rows import period_starts
 from lockgate.storage.spend_sqlite import SqliteSpendWriter
-
-__all__ = ["SpendStore", "period_starts"]
 
 
 class SpendStore:
