@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -40,9 +40,9 @@ class Ledger(Protocol):
         ...
 
 
-@dataclass(slots=True)
-class LedgerRecord:
-    """One client request, as billed."""
+class LedgerRecord(NamedTuple):
+    """One client request, as billed. A plain tuple: built positionally on the request
+    path, it costs one allocation; the writer turns it into database rows."""
 
     request_id: str
     started_at: float  # unix seconds
@@ -78,15 +78,11 @@ class LedgerRecord:
     bodies: str | None = None  # redacted JSON of the request (and answer), when enabled
 
     def to_dict(self) -> dict[str, Any]:
-        # Every field is a plain str/int/float/bool/None: no need for asdict's deep copy.
-        return {name: getattr(self, name) for name in _FIELDS}
+        return dict(zip(self._fields, self, strict=True))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LedgerRecord:
         return cls(**data)
-
-
-_FIELDS = tuple(f.name for f in fields(LedgerRecord))
 
 
 def ledger_record(
@@ -100,44 +96,27 @@ def ledger_record(
     error_type: str | None = None,
 ) -> LedgerRecord:
     """The record of ``ctx`` as it stands: what its upstream answers used and cost so far."""
-    now = time.perf_counter()
-    usage = ctx.usage or Usage()
+    elapsed = time.perf_counter() - ctx.started
+    usage = ctx.usage or _NO_USAGE
     principal = ctx.principal
+    if principal is None:
+        key_id, user_id, team_id = "", None, None
+    else:
+        key_id, user_id, team_id = principal.key_id, principal.user_id, principal.team_id
+    # Positional, in field order: this runs once per request.
     return LedgerRecord(
-        request_id=request_id or ctx.request_id,
-        started_at=time.time() - (now - ctx.started),
-        key_id=principal.key_id if principal is not None else "",
-        user_id=principal.user_id if principal is not None else None,
-        team_id=principal.team_id if principal is not None else None,
-        endpoint=endpoint,
-        model_group=ctx.model_group,
-        deployment=ctx.deployment,
-        provider=ctx.provider,
-        model=ctx.upstream_model,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens,
-        cache_creation_tokens=usage.cache_creation_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        cost_nanos=ctx.cost or 0,
-        priced=ctx.priced,
-        usage_estimated=ctx.usage_estimated,
-        cache_hit=ctx.cache_hit,
-        coalesced=ctx.coalesced,
-        stream=stream,
-        latency_ms=round((now - ctx.started) * 1000),
-        status=status,
-        http_status=http_status,
-        attempts=ctx.attempts,
-        fallback=ctx.fallback,
-        hedged=ctx.hedged,
-        cache_status=ctx.cache,
-        ttft_ms=None if ctx.first_token is None else round(ctx.first_token * 1000),
-        error_type=error_type,
-        bodies=ctx.bodies,
-    )
+        request_id or ctx.request_id, time.time() - elapsed, key_id, user_id, team_id,
+        endpoint, ctx.model_group, ctx.deployment, ctx.provider, ctx.upstream_model,
+        usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens,
+        usage.cache_creation_tokens, usage.reasoning_tokens, ctx.cost or 0, ctx.priced,
+        ctx.usage_estimated, ctx.cache_hit, ctx.coalesced, stream, round(elapsed * 1000),
+        status, http_status, ctx.attempts, ctx.fallback, ctx.hedged, ctx.cache,
+        None if ctx.first_token is None else round(ctx.first_token * 1000), error_type,
+        ctx.bodies,
+    )  # fmt: skip
 
 
+_NO_USAGE = Usage()
 _FREE = Cost(0, priced=False)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import BigInteger, ColumnElement, Integer, and_, case, cast, fun
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lockgate.storage.schema import budgets, spend_counters, spend_ledger
-from lockgate.storage.spend import period_starts
+from lockgate.storage.spend_rows import period_starts
 
 _L = spend_ledger.c
 SERIES_GROUPS: dict[str, Any] = {

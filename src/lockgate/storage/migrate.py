@@ -7,21 +7,26 @@ import asyncio
 import logging
 import threading
 from pathlib import Path
-
-from alembic import command
-from alembic.config import Config as AlembicConfig
+from typing import TYPE_CHECKING
 
 from lockgate.config.schema import DatabaseConfig
 from lockgate.storage.database import safe_url
 
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
 log = logging.getLogger(__name__)
-logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plug-in
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Alembic keeps its migration context in module globals: one migration per process at a time.
 _ONE_AT_A_TIME = threading.Lock()
 
 
 def alembic_config(cfg: DatabaseConfig) -> AlembicConfig:
+    # Imported here, not at start-up: Alembic (and Mako) weigh megabytes a gateway only
+    # needs while it migrates.
+    from alembic.config import Config as AlembicConfig
+
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line each
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["database"] = cfg
@@ -31,6 +36,8 @@ def alembic_config(cfg: DatabaseConfig) -> AlembicConfig:
 def upgrade(cfg: DatabaseConfig, revision: str = "head") -> None:
     """Bring the schema to ``revision``; blocking (it runs its own event loop)."""
     log.info("migrating %s to %s", safe_url(cfg.url.get_secret_value()), revision)
+    from alembic import command
+
     with _ONE_AT_A_TIME:
         command.upgrade(alembic_config(cfg), revision)
 

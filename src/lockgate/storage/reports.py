@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, and_, case, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lockgate.storage.schema import PERIODS, SCOPE_KINDS, spend_counters, spend_ledger
-from lockgate.storage.spend import period_starts
+from lockgate.storage.spend_rows import period_starts
 
 _L = spend_ledger.c
 GROUPS: dict[str, Any] = {

@@ -21,7 +21,7 @@ class Database:
     def __init__(self, cfg: DatabaseConfig, tasks: TaskTracker) -> None:
         self.cfg = cfg
         self.url = safe_url(cfg.url.get_secret_value())  # for logs: no password
-        self.spend = SpendStore()
+        self.spend = SpendStore(timeout=cfg.connect_timeout)
         self.ledger = LedgerWriter(self.spend, cfg, tasks)
 
     @property
@@ -54,5 +54,6 @@ class Database:
 
     async def close(self, grace: float) -> None:
         await self.ledger.close(grace)
+        await self.spend.close()
         if self.spend.bound:
             await self.engine.dispose()
