@@ -10,9 +10,9 @@ from lockgate.features.cache.response_cache import ResponseCache
 from lockgate.state import STATE
 
 
-def _cache(request: web.Request) -> ResponseCache:
+async def _cache(request: web.Request) -> ResponseCache:
     state, ctx = request.app[STATE], request[CTX]
-    state.pipeline.authenticate(ctx)
+    await state.pipeline.authenticate(ctx)
     principal = ctx.principal
     # With no master key configured the gateway is open (loopback only), admin included.
     if state.config.server.master_key is not None and not (principal and principal.is_master):
@@ -24,12 +24,12 @@ def _cache(request: web.Request) -> ResponseCache:
 
 
 async def stats(request: web.Request) -> web.Response:
-    return web.json_response(await _cache(request).stats())
+    return web.json_response(await (await _cache(request)).stats())
 
 
 async def purge(request: web.Request) -> web.Response:
     """DELETE /admin/cache[?namespace=...][&model=...]: with neither, everything."""
-    cache = _cache(request)
+    cache = await _cache(request)
     namespace = request.query.get("namespace") or None
     model = request.query.get("model") or None
     removed = await cache.purge(namespace, model)
