@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from lockgate.api import anthropic_routes, cache_admin, openai_routes, ops_routes
+from lockgate.api import admin, anthropic_routes, cache_admin, openai_routes, ops_routes
 from lockgate.api.middleware import gateway_middleware
 from lockgate.config.schema import Config, CooldownConfig, ModelConfig
 from lockgate.core.admission import Admission
@@ -155,6 +155,7 @@ def build_app(config: Config) -> web.Application:
     anthropic_routes.add_routes(app)
     ops_routes.add_routes(app)
     cache_admin.add_routes(app)
+    admin.add_routes(app)
     app.on_shutdown.append(_on_shutdown)
     app.cleanup_ctx.append(_resources)
     return app
