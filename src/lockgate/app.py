@@ -114,7 +114,11 @@ def build_app(config: Config) -> web.Application:
         metrics.registry.register(database.ledger)
     redis = SharedRedis(config.redis) if config.redis is not None else None
     cache = build_cache(config, tasks, redis, saved_usd(prices, router))
-    keys = KeyCache(database) if database is not None else None
+    keys = (
+        KeyCache(database, ttl=config.keys.cache_ttl, negative_ttl=config.keys.negative_cache_ttl)
+        if database is not None
+        else None
+    )
     pipeline = Pipeline(
         router=router,
         tasks=tasks,
