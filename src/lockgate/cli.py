@@ -1,4 +1,4 @@
-"""The `lockgate` command line: serve, simulate, check-config, migrate, spend."""
+"""The `lockgate` command line: serve, simulate, check-config, migrate, spend, keys."""
 
 from __future__ import annotations
 
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=_migrate)
 
     spend = sub.add_parser("spend", help="spend report from the ledger")
+    spend.add_argument("action", nargs="?", choices=["report"], help="(the default)")
     spend.add_argument("--config", "-c", help="YAML config file (default: the default database)")
     spend.add_argument(
         "--by",
@@ -111,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     spend.add_argument("--days", type=int, default=30, help="the last N days (default 30)")
     spend.set_defaults(func=_spend)
+
+    keys = sub.add_parser("keys", help="virtual keys, through a running gateway's admin API")
+    import lockgate.keys_cli as keys_cli
+
+    keys_cli.add_arguments(keys)
+    keys.set_defaults(func=keys_cli.run)
 
     simulate = sub.add_parser("simulate", help="run the provider simulator")
     import lockgate.providers.simulator.cli as simulator_cli
