@@ -8,6 +8,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from sqlalchemy import event
 
 from tests.conftest import Gateway, GatewayFactory, SimFactory
 from tests.governance.helpers import HELLO, admin, call, models, new_key, sqlite
@@ -94,3 +95,26 @@ async def test_admin_api_needs_the_master_key(
     assert status == 400 and body["error"]["param"] == "models"
     status, body = await call(gw, "GET", "/admin/keys/key_nope")
     assert status == 404 and body["error"]["code"] == "key_not_found"
+
+
+async def test_concurrent_misses_share_one_lookup(
+    make_gateway: GatewayFactory, make_sim: SimFactory, tmp_path: Path
+) -> None:
+    sim = await make_sim(latency="50ms")
+    gw = await make_gateway(models(sim, "gpt-4o-mini"), sections={"database": sqlite(tmp_path)})
+    key, _ = await new_key(gw)
+    db = gw.state.database
+    assert db is not None
+    lookups: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "FROM virtual_keys" in statement:
+            lookups.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        answers = await asyncio.gather(*(_chat(gw, key) for _ in range(20)))
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    assert all(answers)
+    assert len(lookups) == 1  # the other 19 waited for the first one's lookup

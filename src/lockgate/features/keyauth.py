@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
-from lockgate.core.errors import AuthError, Overloaded
+from lockgate.core.errors import AuthError, GatewayError, Overloaded
 from lockgate.core.types import Principal
 from lockgate.storage.keys import KeyRow, KeyStore
 from lockgate.storage.scopes import ScopeStore
@@ -77,6 +77,7 @@ class KeyCache:
         self._entries: dict[str, _Entry] = {}
         self._generation = 0  # bumped by every invalidation: a load that raced one is dropped
         self._link: SharedLink | None = None
+        self._loading: dict[str, asyncio.Future[Principal]] = {}
         self._outage_logged = False
 
     def cached(self, credential: str) -> Principal | None:
@@ -86,7 +87,33 @@ class KeyCache:
         return entry.use()
 
     async def load(self, credential: str) -> Principal:
+        """A miss: one database lookup per key at a time, however many requests wait."""
         key_hash = _hash(credential)
+        pending = self._loading.get(key_hash)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this request was cancelled, not the lookup
+                return await self._load(key_hash)  # the lookup's own request went away
+        future: asyncio.Future[Principal] = asyncio.get_running_loop().create_future()
+        self._loading[key_hash] = future
+        try:
+            principal = await self._load(key_hash)
+        except GatewayError as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" log when nobody waited
+            raise
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            self._loading.pop(key_hash, None)
+        future.set_result(principal)
+        return principal
+
+    async def _load(self, key_hash: str) -> Principal:
         generation = self._generation
         try:
             timeout = self._database.cfg.connect_timeout * 2
