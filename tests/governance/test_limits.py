@@ -131,3 +131,33 @@ async def _ledger_cost(gw: Gateway, key_id: str, count: int) -> int:
     assert len(mine) == count and all(r["status"] == "ok" for r in mine)
     assert all(r["cost_nanos"] == 16 * TOKEN_NANOS for r in mine)
     return sum(int(r["cost_nanos"]) for r in mine)
+
+
+async def test_user_limit_and_key_model_limit(
+    make_gateway: GatewayFactory, make_sim: SimFactory, tmp_path: Path
+) -> None:
+    sim = await make_sim()
+    gw = await make_gateway(
+        models(sim, "gpt-4o-mini", "big"), sections={"database": sqlite(tmp_path)}
+    )
+    await admin(gw, "POST", "/admin/users", {"id": "bob"})
+    await admin(gw, "PUT", "/admin/users/bob/limits", {"rpm": 3})
+    one, one_id = await new_key(gw, user_id="bob")
+    two, _ = await new_key(gw, user_id="bob")
+    await admin(gw, "PUT", f"/admin/keys/{one_id}/limits", {"model": "big", "rpm": 1})
+
+    async def refusal(key: str, model: str) -> str | None:
+        async with gw.client(api_key=key) as client:
+            try:
+                await client.chat.completions.create(model=model, messages=HELLO)
+            except openai.RateLimitError as exc:
+                return exc.message
+            return None
+
+    assert await refusal(one, "big") is None
+    refused = await refusal(one, "big")  # key+model: 1 per minute for "big" only
+    assert refused is not None and "of this key for model big" in refused
+    assert await refusal(one, "gpt-4o-mini") is None
+    assert await refusal(two, "gpt-4o-mini") is None  # the user's third admitted request
+    refused = await refusal(two, "gpt-4o-mini")
+    assert refused is not None and "of this user" in refused
