@@ -18,8 +18,8 @@ from lockgate.core.gate import Finish
 from lockgate.core.router import ModelGroup
 from lockgate.core.tasks import TaskTracker
 from lockgate.core.types import JSON, RequestContext, Usage
-from lockgate.features.budgets import BudgetEngine, Reservation
-from lockgate.features.ratelimit import RateLimiter, Ticket
+from lockgate.features.budgets import BudgetEngine, LocalBudgets, Reservation
+from lockgate.features.ratelimit import LocalRateLimiter, RateLimiter, Ticket
 
 log = logging.getLogger("lockgate.limits")
 DEFAULT_OUTPUT_TOKENS = 512  # a chat request without max_tokens (the pipeline's estimate)
@@ -50,6 +50,7 @@ class Governor:
         self.budgets = budgets
         self.pricer = pricer
         self.tasks = tasks
+        self._local = isinstance(limiter, LocalRateLimiter) and isinstance(budgets, LocalBudgets)
 
     async def admit(self, ctx: RequestContext, group: ModelGroup, body: JSON) -> Finish | None:
         principal = ctx.principal
@@ -91,7 +92,27 @@ class Governor:
         reservation: Reservation | None,
         refused: bool = False,
     ) -> None:
+        if self._local:  # in-process engines settle at once: no task to schedule
+            self._settle_now(ctx, ticket, reservation, refused)
+            return
         self.tasks.spawn(self._settle(ctx, ticket, reservation, refused), name="limits:settle")
+
+    def _settle_now(
+        self,
+        ctx: RequestContext,
+        ticket: Ticket | None,
+        reservation: Reservation | None,
+        refused: bool,
+    ) -> None:
+        assert isinstance(self.limiter, LocalRateLimiter)
+        assert isinstance(self.budgets, LocalBudgets)
+        try:
+            if ticket is not None:
+                self.limiter.settle_now(ticket, _tokens(ctx, refused))
+            if reservation is not None:
+                self.budgets.settle_now(reservation, max(0, ctx.cost or 0))
+        except Exception:
+            log.exception("settling a request's limits and budget failed")
 
     async def _settle(
         self,
@@ -100,12 +121,16 @@ class Governor:
         reservation: Reservation | None,
         refused: bool,
     ) -> None:
-        usage = ctx.usage if not refused else None
-        tokens = usage.prompt_tokens + usage.completion_tokens if usage is not None else 0
         try:
             if ticket is not None:
-                await self.limiter.settle(ticket, tokens)
+                await self.limiter.settle(ticket, _tokens(ctx, refused))
             if reservation is not None:
                 await self.budgets.settle(reservation, max(0, ctx.cost or 0))
         except Exception:  # the engines fail open themselves; this is a bug, not an outage
             log.exception("settling a request's limits and budget failed")
+
+
+def _tokens(ctx: RequestContext, refused: bool) -> int:
+    """What the request really used (0 when refused or nothing was answered)."""
+    usage = None if refused else ctx.usage
+    return usage.prompt_tokens + usage.completion_tokens if usage is not None else 0
