@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from lockgate.api import (
+    admin,
     anthropic_routes,
     cache_admin,
     dashboard_routes,
     openai_routes,
     ops_routes,
-    request_log,
 )
 from lockgate.api.middleware import gateway_middleware
 from lockgate.config.schema import Config, CooldownConfig, ModelConfig
@@ -25,10 +25,16 @@ from lockgate.core.pipeline import Pipeline
 from lockgate.core.router import Deployment, ModelGroup, Router
 from lockgate.core.tasks import TaskTracker
 from lockgate.core.types import Usage
+from lockgate.features.budgets import BudgetEngine, LocalBudgets
+from lockgate.features.budgets_redis import RedisBudgets
 from lockgate.features.cache.response_cache import SavedCost
 from lockgate.features.cache.wiring import attach_embedders, build_cache
+from lockgate.features.enforce import Governor
+from lockgate.features.keyauth import KeyCache
 from lockgate.features.metrics import Metrics
 from lockgate.features.pricing import PriceBook
+from lockgate.features.ratelimit import LocalRateLimiter, RateLimiter
+from lockgate.features.ratelimit_redis import RedisRateLimiter
 from lockgate.features.redaction import BodyPolicy
 from lockgate.features.replicas import Replicas
 from lockgate.features.tracing import build_tracing
@@ -122,10 +128,15 @@ def build_app(config: Config) -> web.Application:
     tracing = build_tracing(config.tracing)
     if tracing is not None:
         closers.append(tracing.close)
+    keys = (
+        KeyCache(database, ttl=config.keys.cache_ttl, negative_ttl=config.keys.negative_cache_ttl)
+        if database is not None
+        else None
+    )
     pipeline = Pipeline(
         router=router,
         tasks=tasks,
-        auth=Authenticator(master),
+        auth=Authenticator(master, keys),
         metrics=metrics,
         retry=config.retry,
         max_wait=config.admission.max_wait,
@@ -145,6 +156,10 @@ def build_app(config: Config) -> web.Application:
         if redis is not None and config.redis is not None
         else None
     )
+    if keys is not None:
+        pipeline.gate = governor(redis, metrics, prices, tasks)
+        if replicas is not None:
+            keys.attach(replicas.link)
     state = GatewayState(
         config=config,
         pipeline=pipeline,
@@ -155,6 +170,7 @@ def build_app(config: Config) -> web.Application:
         closers=closers,
         database=database,
         replicas=replicas,
+        keys=keys,
     )
     app[STATE] = state
     openai_routes.add_routes(app)
@@ -162,7 +178,7 @@ def build_app(config: Config) -> web.Application:
     ops_routes.add_routes(app)
     cache_admin.add_routes(app)
     dashboard_routes.add_routes(app)
-    request_log.add_routes(app)
+    admin.add_routes(app)
     app.on_shutdown.append(_on_shutdown)
     app.cleanup_ctx.append(_resources)
     return app
@@ -171,6 +187,21 @@ def build_app(config: Config) -> web.Application:
 async def _on_shutdown(app: web.Application) -> None:
     # Runs after the listener closed and before in-flight requests are awaited.
     app[STATE].draining = True
+
+
+def governor(
+    redis: SharedRedis | None, metrics: Metrics, prices: PriceBook, tasks: TaskTracker
+) -> Governor:
+    """Virtual keys' limits and budgets: shared through Redis when configured."""
+    limiter: RateLimiter
+    budgets: BudgetEngine
+    if redis is not None:
+        limiter = RedisRateLimiter(redis, metrics=metrics.limits)
+        budgets = RedisBudgets(redis, metrics=metrics.limits)
+    else:
+        limiter = LocalRateLimiter(metrics=metrics.limits)
+        budgets = LocalBudgets(metrics=metrics.limits)
+    return Governor(limiter, budgets, prices, tasks)
 
 
 def saved_usd(book: PriceBook, router: Router) -> SavedCost:

@@ -1,4 +1,5 @@
-"""The `lockgate` command line: serve, simulate, bench, check-config, migrate, spend, logs."""
+"""The `lockgate` command line: serve, simulate, bench, check-config, migrate, spend, logs,
+keys."""
 
 from __future__ import annotations
 
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=_migrate)
 
     spend = sub.add_parser("spend", help="spend report from the ledger")
+    spend.add_argument("action", nargs="?", choices=["report"], help="(the default)")
     spend.add_argument("--config", "-c", help="YAML config file (default: the default database)")
     spend.add_argument(
         "--by",
@@ -145,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     logs_tail.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
     logs_tail.add_argument("--model", help="only this model group")
     logs_tail.set_defaults(func=_logs_tail)
+
+    keys = sub.add_parser("keys", help="virtual keys, through a running gateway's admin API")
+    import lockgate.keys_cli as keys_cli
+
+    keys_cli.add_arguments(keys)
+    keys.set_defaults(func=keys_cli.run)
 
     simulate = sub.add_parser("simulate", help="run the provider simulator")
     import lockgate.providers.simulator.cli as simulator_cli

@@ -10,6 +10,7 @@ from aiohttp import web
 from lockgate.config.schema import Config
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.tasks import TaskTracker
+from lockgate.features.keyauth import KeyCache
 from lockgate.features.metrics import Metrics
 from lockgate.features.replicas import Replicas
 from lockgate.providers.http import HttpPool
@@ -29,6 +30,7 @@ class GatewayState:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     database: Database | None = None  # keys, budgets, the spend ledger (None: turned off)
     replicas: Replicas | None = None  # shared cooldowns, limits, coalescing (with redis)
+    keys: KeyCache | None = None  # virtual keys (with a database)
     draining: bool = False
 
 

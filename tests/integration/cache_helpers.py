@@ -46,7 +46,7 @@ class TeamAuth(Authenticator):
     def __init__(self) -> None:
         super().__init__(MASTER_KEY)
 
-    def authenticate(self, credential: str | None) -> Principal:
+    async def authenticate(self, credential: str | None) -> Principal:
         if credential in self.KEYS:
             return self.KEYS[credential]
-        return super().authenticate(credential)
+        return await super().authenticate(credential)

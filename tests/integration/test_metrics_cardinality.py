@@ -18,11 +18,11 @@ HELLO = [{"role": "user", "content": "hello"}]
 class ManyKeys(Authenticator):
     """Every `sk-user-N` credential is its own key and user."""
 
-    def authenticate(self, credential: str | None) -> Principal:
+    async def authenticate(self, credential: str | None) -> Principal:
         if credential and credential.startswith("sk-user-"):
             n = credential.removeprefix("sk-user-")
             return Principal(key_id=f"key-{n}", user_id=f"user-{n}", team_id=f"team-{n}")
-        return super().authenticate(credential)
+        return await super().authenticate(credential)
 
 
 async def _series(gw: Gateway) -> tuple[str, set[tuple[str, tuple[tuple[str, str], ...]]]]:

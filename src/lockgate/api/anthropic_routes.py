@@ -17,7 +17,7 @@ from lockgate.state import STATE
 
 async def messages(request: web.Request) -> web.StreamResponse:
     state, ctx = request.app[STATE], request[CTX]
-    state.pipeline.authenticate(ctx)
+    await state.pipeline.authenticate(ctx)
     req = to_chat_request(await read_json(request, state.config.server.max_body_bytes))
     if req.stream:
         chunks = await state.pipeline.chat_stream(req, ctx)
@@ -33,7 +33,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     """Input tokens of a Messages request, counted here: no upstream call."""
     state, ctx = request.app[STATE], request[CTX]
-    state.pipeline.authenticate(ctx)
+    await state.pipeline.authenticate(ctx)
     body = await read_json(request, state.config.server.max_body_bytes)
     body.pop("stream", None)
     req = to_chat_request(body, require_max_tokens=False)

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from lockgate.api.middleware import CTX
-from lockgate.core.errors import NotFound, PermissionDenied
+from lockgate.api.master import require_master
+from lockgate.core.errors import NotFound
 from lockgate.features.cache.response_cache import ResponseCache
-from lockgate.state import STATE
 
 
-def _cache(request: web.Request) -> ResponseCache:
-    state, ctx = request.app[STATE], request[CTX]
-    state.pipeline.authenticate(ctx)
-    principal = ctx.principal
-    # With no master key configured the gateway is open (loopback only), admin included.
-    if state.config.server.master_key is not None and not (principal and principal.is_master):
-        raise PermissionDenied("The cache admin API needs the master key.")
+async def _cache(request: web.Request) -> ResponseCache:
+    state = await require_master(request, "The cache admin API")
     cache = state.pipeline.cache
     if cache is None:
         raise NotFound("The response cache is not configured (no 'cache:' section).")
@@ -24,12 +18,12 @@ def _cache(request: web.Request) -> ResponseCache:
 
 
 async def stats(request: web.Request) -> web.Response:
-    return web.json_response(await _cache(request).stats())
+    return web.json_response(await (await _cache(request)).stats())
 
 
 async def purge(request: web.Request) -> web.Response:
     """DELETE /admin/cache[?namespace=...][&model=...]: with neither, everything."""
-    cache = _cache(request)
+    cache = await _cache(request)
     namespace = request.query.get("namespace") or None
     model = request.query.get("model") or None
     removed = await cache.purge(namespace, model)

@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from lockgate.api.middleware import CTX
-from lockgate.core.errors import BadRequest, NotFound, PermissionDenied
+from lockgate.api.master import require_master
+from lockgate.core.errors import BadRequest, NotFound
 from lockgate.dashboard.live import snapshot
 from lockgate.state import STATE
 from lockgate.storage import dashboard_queries as q
@@ -29,17 +29,12 @@ _BUCKETS = (10, 30, 60, 300, 900, 3600, 3 * 3600, 6 * 3600, 86_400)
 _MAX_SINCE = 90 * 86_400
 
 
-def _admin(request: web.Request) -> None:
-    state, ctx = request.app[STATE], request[CTX]
-    state.pipeline.authenticate(ctx)
-    principal = ctx.principal
-    # With no master key configured the gateway is open (loopback only), admin included.
-    if state.config.server.master_key is not None and not (principal and principal.is_master):
-        raise PermissionDenied("The dashboard needs the master key.")
+async def _admin(request: web.Request) -> None:
+    await require_master(request, "The dashboard")
 
 
-def _engine(request: web.Request) -> AsyncEngine:
-    _admin(request)
+async def _engine(request: web.Request) -> AsyncEngine:
+    await _admin(request)
     database = request.app[STATE].database
     if database is None or not database.spend.bound:
         raise NotFound("No database is configured (the 'database' section): no spend ledger.")
@@ -97,7 +92,7 @@ async def _static_file(request: web.Request, name: str) -> web.Response:
 
 async def whoami(request: web.Request) -> web.Response:
     """The login check: 200 with the model groups for the filter, else 401/403."""
-    _admin(request)
+    await _admin(request)
     state = request.app[STATE]
     return web.json_response(
         {
@@ -109,7 +104,7 @@ async def whoami(request: web.Request) -> web.Response:
 
 
 async def series(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = await _engine(request)
     rng, bucket = _range(request)
     by = request.query.get("by", "model")
     if by not in q.SERIES_GROUPS:
@@ -119,13 +114,13 @@ async def series(request: web.Request) -> web.Response:
 
 
 async def latency(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = await _engine(request)
     rng, bucket = _range(request)
     return web.json_response(_framed(rng, bucket, await q.latency(engine, rng, bucket)))
 
 
 async def recent(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = await _engine(request)
     rng, bucket = _range(request)
     status = request.query.get("status") or None
     if status not in (None, "ok", "error"):
@@ -137,7 +132,7 @@ async def recent(request: web.Request) -> web.Response:
 
 
 async def request_detail(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = await _engine(request)
     request_id = request.match_info["request_id"]
     row = await q.detail(engine, request_id)
     if row is None:
@@ -146,12 +141,12 @@ async def request_detail(request: web.Request) -> web.Response:
 
 
 async def budgets(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = await _engine(request)
     return web.json_response({"budgets": await q.budgets_used(engine)})
 
 
 async def live(request: web.Request) -> web.Response:
-    _admin(request)
+    await _admin(request)
     pipeline = request.app[STATE].pipeline
     deployments = [(g.name, d.id) for g in pipeline.router.groups() for d in g.deployments]
     return web.json_response(snapshot(request.app[STATE].metrics, pipeline.cache, deployments))

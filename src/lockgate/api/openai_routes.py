@@ -17,7 +17,7 @@ def _json(body: bytes) -> web.Response:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     state, ctx = request.app[STATE], request[CTX]
-    state.pipeline.authenticate(ctx)
+    await state.pipeline.authenticate(ctx)
     req = parse_chat(await read_json(request, state.config.server.max_body_bytes))
     if req.stream:
         chunks = await state.pipeline.chat_stream(req, ctx)
@@ -28,7 +28,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
     state, ctx = request.app[STATE], request[CTX]
-    state.pipeline.authenticate(ctx)
+    await state.pipeline.authenticate(ctx)
     req = parse_embeddings(await read_json(request, state.config.server.max_body_bytes))
     result = await state.pipeline.embed(req, ctx)
     return _json(result.raw if result.raw is not None else orjson.dumps(result.body))
@@ -36,7 +36,7 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 async def list_models(request: web.Request) -> web.StreamResponse:
     state, ctx = request.app[STATE], request[CTX]
-    state.pipeline.authenticate(ctx)
+    await state.pipeline.authenticate(ctx)
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": "lockgate"}
         for name in state.pipeline.router.names()

@@ -11,22 +11,17 @@ from datetime import UTC, datetime
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from lockgate.api.middleware import CTX
-from lockgate.core.errors import BadRequest, NotFound, PermissionDenied
-from lockgate.state import STATE
+from lockgate.api.admin.common import Route
+from lockgate.api.master import require_master
+from lockgate.core.errors import BadRequest, NotFound
 from lockgate.storage import request_log
 from lockgate.storage.request_log import MAX_LIMIT, Filters
 
 DEFAULT_LIMIT = 50
 
 
-def _engine(request: web.Request) -> AsyncEngine:
-    state, ctx = request.app[STATE], request[CTX]
-    state.pipeline.authenticate(ctx)
-    principal = ctx.principal
-    # With no master key configured the gateway is open (loopback only), admin included.
-    if state.config.server.master_key is not None and not (principal and principal.is_master):
-        raise PermissionDenied("The request log needs the master key.")
+async def _engine(request: web.Request) -> AsyncEngine:
+    state = await require_master(request, "The request log")
     database = state.database
     if database is None or not database.spend.bound:
         raise NotFound("The request log needs a database (the config has 'database: null').")
@@ -57,7 +52,7 @@ def _limit(request: web.Request) -> int:
 
 
 async def list_requests(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = await _engine(request)
     query = request.query
     filters = Filters(
         model=query.get("model") or None,
@@ -76,7 +71,7 @@ async def list_requests(request: web.Request) -> web.Response:
 
 
 async def get_request(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = await _engine(request)
     request_id = request.match_info["request_id"]
     row = await request_log.one(engine, request_id)
     if row is None:
@@ -84,6 +79,14 @@ async def get_request(request: web.Request) -> web.Response:
     return web.json_response(row)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/admin/requests", list_requests, name="request_log_list")
-    app.router.add_get("/admin/requests/{request_id}", get_request, name="request_log_get")
+# Served (and documented in /admin/openapi.json) with the rest of the admin API.
+ROUTES = [
+    Route(
+        "GET",
+        "/admin/requests",
+        list_requests,
+        "The request log, newest first; keyset paging with next_cursor",
+        query=("model", "status", "key", "since", "until", "limit", "cursor"),
+    ),
+    Route("GET", "/admin/requests/{request_id}", get_request, "One request's record"),
+]

@@ -309,8 +309,18 @@ class TracingConfig(Strict):
         return self
 
 
+class KeysConfig(Strict):
+    """Virtual keys on the hot path: how long a looked-up key is trusted without asking the
+    database again (revokes and changes reach every replica at once through Redis; without
+    Redis, other replicas see them within ``cache_ttl``)."""
+
+    cache_ttl: Annotated[float, Field(gt=0)] = 30.0
+    negative_cache_ttl: Annotated[float, Field(gt=0)] = 5.0  # unknown or refused keys
+
+
 class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    keys: KeysConfig = Field(default_factory=KeysConfig)
     redis: RedisConfig | None = None
     # `database: null` turns persistence off: costs still show in headers and metrics.
     database: DatabaseConfig | None = Field(default_factory=DatabaseConfig)

@@ -1,7 +1,7 @@
 """The single request pipeline every inference request goes through.
 
-    authenticate -> cache lookup -> coalesce -> route -> call (retries, fallbacks)
-        -> account -> cache store -> (the edge responds)
+    authenticate -> admit (own limits, budgets) -> cache lookup -> coalesce -> route
+        -> call (retries, fallbacks) -> account -> cache store -> (the edge responds)
 
 Accounting: each upstream answer is priced as it arrives (the request's cost), and each
 client request that got past authentication hands one ledger record off when it is over:
@@ -32,6 +32,7 @@ from lockgate.core.accounting import (
 from lockgate.core.auth import Authenticator
 from lockgate.core.errors import AllAttemptsFailed, ContextWindowExceeded, GatewayError
 from lockgate.core.fallback import FallbackChain
+from lockgate.core.gate import Finish, Gate
 from lockgate.core.retry import Failures, Retrier, RetryBudget
 from lockgate.core.router import Deployment, Router
 from lockgate.core.tasks import TaskTracker
@@ -85,34 +86,54 @@ class Pipeline:
         self.tasks = tasks
         self.coalescer = Coalescer(tasks)
         self.cross_replica: CrossReplica | None = None  # set when replicas share Redis
+        self.gate: Gate | None = None  # the gateway's own limits and budgets (governance)
         cfg = retry or RetryConfig()
         budget = RetryBudget(cfg.budget_ratio, cfg.budget_window, cfg.budget_min_retries)
         self.retrier = Retrier(cfg, budget, random.Random(), tasks, max_wait=max_wait)
 
-    def authenticate(self, ctx: RequestContext) -> None:
+    async def authenticate(self, ctx: RequestContext) -> None:
         """Idempotent, so the edge may authenticate before it reads a large body."""
         if ctx.principal is None:
             if self.tracing is None:
-                ctx.principal = self.auth.authenticate(ctx.credential)
+                ctx.principal = await self.auth.authenticate(ctx.credential)
                 return
             started = time.time_ns()
             try:
-                ctx.principal = self.auth.authenticate(ctx.credential)
+                ctx.principal = await self.auth.authenticate(ctx.credential)
             except GatewayError as exc:
                 self.tracing.step(ctx, "authenticate", started, exc)
                 raise
             self.tracing.step(ctx, "authenticate", started)
 
+    async def _admit(self, ctx: RequestContext, model: str, body: JSON) -> Finish | None:
+        if self.gate is None:
+            return None
+        return await self.gate.admit(ctx, self.router.resolve(model)[0], body)
+
+    def _settle(
+        self,
+        ctx: RequestContext,
+        endpoint: str,
+        stream: bool,
+        exc: BaseException | None,
+        finish: Finish | None,
+    ) -> None:
+        """The request is over: its ledger record, then its limits and budget settled."""
+        self.accounts.settle(ctx, endpoint, stream, exc)
+        if finish is not None:
+            finish()
+
     async def chat(self, req: ChatRequest, ctx: RequestContext) -> ChatResponse:
-        self.authenticate(ctx)
+        await self.authenticate(ctx)
+        finish = await self._admit(ctx, req.model, req.body)
         try:
             result = await self._chat(req, ctx)
         except BaseException as exc:
             self._keep_bodies(ctx, req.body, None)
-            self.accounts.settle(ctx, "chat", False, exc)
+            self._settle(ctx, "chat", False, exc, finish)
             raise
         self._keep_bodies(ctx, req.body, result.body)
-        self.accounts.settle(ctx, "chat", False, None)
+        self._settle(ctx, "chat", False, None, finish)
         return result
 
     def _keep_bodies(self, ctx: RequestContext, request: JSON, response: JSON | None) -> None:
@@ -149,8 +170,9 @@ class Pipeline:
         return result
 
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> EmbeddingResponse:
-        self.authenticate(ctx)
+        await self.authenticate(ctx)
         ctx.operation = "embeddings"
+        finish = await self._admit(ctx, req.model, req.body)
 
         def call(dep: Deployment, model: str) -> Awaitable[EmbeddingResponse]:
             return self._timed(ctx, dep, model, dep.adapter.embed(req.body, model))
@@ -158,24 +180,25 @@ class Pipeline:
         try:
             result = await self._execute(ctx, req.model, None, call, _estimate(req.body))
         except BaseException as exc:
-            self.accounts.settle(ctx, "embeddings", False, exc)
+            self._settle(ctx, "embeddings", False, exc, finish)
             raise
-        self.accounts.settle(ctx, "embeddings", False, None)
+        self._settle(ctx, "embeddings", False, None, finish)
         return result
 
     async def chat_stream(self, req: ChatRequest, ctx: RequestContext) -> ChunkStream:
         """Open the stream and wait for its first chunk, so that every failure before the
         first byte can still be retried or fall back, and otherwise reaches the client as
         an ordinary error response."""
-        self.authenticate(ctx)
+        await self.authenticate(ctx)
+        finish = await self._admit(ctx, req.model, req.body)
         try:
             stream = await self._chat_stream(req, ctx)
             self._keep_bodies(ctx, req.body, None)  # a stream's answer is not kept
         except BaseException as exc:
             self._keep_bodies(ctx, req.body, None)
-            self.accounts.settle(ctx, "chat", True, exc)
+            self._settle(ctx, "chat", True, exc, finish)
             raise
-        return Settled(stream, lambda exc: self.accounts.settle(ctx, "chat", True, exc))
+        return Settled(stream, lambda exc: self._settle(ctx, "chat", True, exc, finish))
 
     async def _chat_stream(self, req: ChatRequest, ctx: RequestContext) -> ChunkStream:
         plan = self._cache_plan(req, ctx)

@@ -6,7 +6,11 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the engines' dataclasses; types only, so core stays import-light
+    from lockgate.features.budgets import Budget
+    from lockgate.features.ratelimit import RateLimit
 
 JSON = dict[str, Any]
 
@@ -97,12 +101,16 @@ ChunkStream = AsyncGenerator[Chunk, None]
 
 @dataclass(slots=True)
 class Principal:
-    """Who is calling. Issue-level governance (users, teams, limits) extends this."""
+    """Who is calling: a virtual key (with its user's and team's limits and budgets loaded
+    with it), the master key, or anyone on an open gateway."""
 
     key_id: str
     is_master: bool = False
     user_id: str | None = None
     team_id: str | None = None
+    allowed_models: frozenset[str] | None = None  # model groups; None: every one
+    limits: tuple[RateLimit, ...] = ()  # of the key, its user and its team
+    budgets: tuple[Budget, ...] = ()
 
 
 @dataclass(slots=True)
@@ -159,6 +167,7 @@ class RequestContext:
     operation: str = "chat"  # the GenAI operation name: chat or embeddings
     first_token: float | None = None  # seconds from the start to a stream's first chunk
     bodies: str | None = None  # redacted request/response JSON, when body logging is on
+    limit_headers: dict[str, str] | None = None  # x-ratelimit-* of the gateway's own limits
 
     def bill(self, usage: Usage, nanos: int, priced: bool, estimated: bool = False) -> None:
         """Add one upstream answer's usage and cost (hedges may bill two)."""
@@ -202,6 +211,8 @@ class RequestContext:
 
     def response_headers(self) -> dict[str, str]:
         headers = {"x-request-id": self.request_id}
+        if self.limit_headers:
+            headers.update(self.limit_headers)
         if self.cache:
             headers["x-lockgate-cache"] = self.cache
             if self.cache_age is not None:

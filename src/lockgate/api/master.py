@@ -1,0 +1,20 @@
+"""The one check every operator endpoint makes: the caller holds the master key."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from lockgate.api.middleware import CTX
+from lockgate.core.errors import PermissionDenied
+from lockgate.state import STATE, GatewayState
+
+
+async def require_master(request: web.Request, what: str) -> GatewayState:
+    """401 without a valid key, 403 for any key but the master key. With no master key
+    configured the gateway is open (it then binds loopback only), operator routes included."""
+    state, ctx = request.app[STATE], request[CTX]
+    await state.pipeline.authenticate(ctx)
+    principal = ctx.principal
+    if state.config.server.master_key is not None and not (principal and principal.is_master):
+        raise PermissionDenied(f"{what} needs the master key.")
+    return state

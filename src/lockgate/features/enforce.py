@@ -1,0 +1,136 @@
+"""The admit step: a virtual key's allowed models, rate limits and budgets, per request.
+
+Before the call: the requested model group must be allowed; every rate limit of key,
+user and team (and their per-model limits) is checked with the request's estimated
+tokens; every budget reserves the request's maximum cost (estimated prompt tokens plus
+``max_tokens`` at the prices of the group's first deployment). When the request is over
+(answered, failed, stream finished or cut off) the limits are settled with the tokens the
+upstream reported and the budgets with the cost the accounting step computed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lockgate.core.accounting import Pricer, prompt_tokens
+from lockgate.core.errors import PermissionDenied
+from lockgate.core.gate import Finish
+from lockgate.core.router import ModelGroup
+from lockgate.core.tasks import TaskTracker
+from lockgate.core.types import JSON, RequestContext, Usage
+from lockgate.features.budgets import BudgetEngine, LocalBudgets, Reservation
+from lockgate.features.ratelimit import LocalRateLimiter, RateLimiter, Ticket
+
+log = logging.getLogger("lockgate.limits")
+DEFAULT_OUTPUT_TOKENS = 512  # a chat request without max_tokens (the pipeline's estimate)
+
+
+def output_tokens(body: JSON) -> int:
+    """The most a request may generate: its max_tokens, else a default for chat."""
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if isinstance(limit, int) and limit > 0:
+        return limit
+    return DEFAULT_OUTPUT_TOKENS if "messages" in body else 0
+
+
+def input_tokens(body: JSON) -> int:
+    if "messages" in body:
+        return prompt_tokens(body)()
+    size = len(str(body.get("input") or ""))
+    return -(-size // 4)
+
+
+class Governor:
+    """The ``Gate`` of core/gate.py."""
+
+    def __init__(
+        self, limiter: RateLimiter, budgets: BudgetEngine, pricer: Pricer, tasks: TaskTracker
+    ) -> None:
+        self.limiter = limiter
+        self.budgets = budgets
+        self.pricer = pricer
+        self.tasks = tasks
+        self._local = isinstance(limiter, LocalRateLimiter) and isinstance(budgets, LocalBudgets)
+
+    async def admit(self, ctx: RequestContext, group: ModelGroup, body: JSON) -> Finish | None:
+        principal = ctx.principal
+        if principal is None:
+            return None
+        allowed = principal.allowed_models
+        if allowed is not None and group.name not in allowed:
+            raise PermissionDenied(
+                f"This API key is not allowed to use the model {group.name!r}.",
+                param="model",
+                code="model_not_allowed",
+            )
+        if not principal.limits and not principal.budgets:
+            return None
+        prompt, output = input_tokens(body), output_tokens(body)
+        ticket: Ticket | None = None
+        if principal.limits:
+            grant = await self.limiter.check(
+                principal.limits, model=group.name, tokens=prompt + output
+            )
+            ctx.limit_headers = grant.headers
+            ticket = grant.ticket
+        reservation: Reservation | None = None
+        if principal.budgets:
+            dep = group.deployments[0]
+            max_cost = self.pricer.cost(dep.id, dep.provider, dep.model, Usage(prompt, output))
+            try:
+                reservation = await self.budgets.reserve(principal.budgets, max_cost.nanos)
+            except BaseException:
+                if ticket is not None:  # refused: give the estimated tokens back
+                    self._spawn(ctx, ticket, None, refused=True)
+                raise
+        return lambda: self._spawn(ctx, ticket, reservation)
+
+    def _spawn(
+        self,
+        ctx: RequestContext,
+        ticket: Ticket | None,
+        reservation: Reservation | None,
+        refused: bool = False,
+    ) -> None:
+        if self._local:  # in-process engines settle at once: no task to schedule
+            self._settle_now(ctx, ticket, reservation, refused)
+            return
+        self.tasks.spawn(self._settle(ctx, ticket, reservation, refused), name="limits:settle")
+
+    def _settle_now(
+        self,
+        ctx: RequestContext,
+        ticket: Ticket | None,
+        reservation: Reservation | None,
+        refused: bool,
+    ) -> None:
+        assert isinstance(self.limiter, LocalRateLimiter)
+        assert isinstance(self.budgets, LocalBudgets)
+        try:
+            if ticket is not None:
+                self.limiter.settle_now(ticket, _tokens(ctx, refused))
+            if reservation is not None:
+                self.budgets.settle_now(reservation, max(0, ctx.cost or 0))
+        except Exception:
+            log.exception("settling a request's limits and budget failed")
+
+    async def _settle(
+        self,
+        ctx: RequestContext,
+        ticket: Ticket | None,
+        reservation: Reservation | None,
+        refused: bool,
+    ) -> None:
+        try:
+            if ticket is not None:
+                await self.limiter.settle(ticket, _tokens(ctx, refused))
+            if reservation is not None:
+                await self.budgets.settle(reservation, max(0, ctx.cost or 0))
+        except Exception:  # the engines fail open themselves; this is a bug, not an outage
+            log.exception("settling a request's limits and budget failed")
+
+
+def _tokens(ctx: RequestContext, refused: bool) -> int:
+    """What the request really used (0 when refused or nothing was answered)."""
+    usage = None if refused else ctx.usage
+    return usage.prompt_tokens + usage.completion_tokens if usage is not None else 0
