@@ -63,3 +63,25 @@ async def test_without_a_fallback_the_client_gets_context_length_exceeded(
     assert isinstance(body, dict) and body["code"] == "context_length_exceeded"
     assert "maximum context length is 120 tokens" in body["message"]
     assert chats(small) == 0
+
+
+async def test_tpm_admission_reserves_the_counted_prompt_not_an_estimate(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    # 4,000 spaces: a thousand tokens by the four-bytes estimate, a few dozen by tiktoken.
+    # With 600 tokens a minute, one estimated request takes the whole minute's budget.
+    sim = await make_sim()
+    gw = await make_gateway(
+        [{"name": "m", "deployments": [{**dep(sim, "a"), "tpm": 600}]}],
+        retry={"retries": 0},
+    )
+    async with gw.client() as client:
+        for _ in range(3):  # by the estimate, the second would wait a minute for room
+            reply = await client.chat.completions.create(
+                model="m",
+                messages=[{"role": "user", "content": " " * 4000}],
+                max_tokens=10,
+                extra_headers={"x-lockgate-max-wait": "1"},
+            )
+            assert reply.choices[0].message.content
+    assert chats(sim) == 3

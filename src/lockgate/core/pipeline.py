@@ -153,7 +153,10 @@ class Pipeline:
             return await self._timed(ctx, dep, model, dep.adapter.chat(req.body, model))
 
         async def answer() -> tuple[ChatResponse, RequestContext]:
-            result = await self._execute(ctx, req.model, req.fallbacks, call, _estimate(req.body))
+            await self._precount(req.model, size)
+            result = await self._execute(
+                ctx, req.model, req.fallbacks, call, _estimate(req.body, size)
+            )
             if plan is not None and self.cache is not None:
                 await self.cache.store(plan, result.body, ctx.deployment, ctx)
             return result, ctx
@@ -256,11 +259,21 @@ class Pipeline:
         async def discard(lost: Opened) -> None:
             await lost[1].aclose()  # a stream that lost a hedging race
 
+        await self._precount(req.model, size)
         first, upstream = await self._execute(
-            ctx, req.model, req.fallbacks, call, _estimate(req.body), discard
+            ctx, req.model, req.fallbacks, call, _estimate(req.body, size), discard
         )
         dep, model, started = opened["it"]
         return self._relay(ctx, dep, model, first, upstream, started, prompt_tokens(req.body), plan)
+
+    async def _precount(self, model: str, size: PromptSize) -> None:
+        """Count the prompt with tiktoken (in a thread) when a deployment of the group
+        admits by tokens per minute, so that its reservation is exact, not estimated."""
+        group, _ = self.router.resolve(model)
+        for dep in group.deployments:
+            if dep.admission.tokens is not None:
+                await size.tokens(model if "*" in dep.model else dep.model)
+                return
 
     def _cache_plan(self, req: ChatRequest, ctx: RequestContext) -> CachePlan | None:
         if self.cache is None:
@@ -451,14 +464,17 @@ async def _fits(dep: Deployment, model: str, body: JSON, size: PromptSize) -> No
         )
 
 
-def _estimate(body: JSON) -> Callable[[], int]:
-    """A request's tokens for TPM admission, before any are counted: about four bytes of
-    JSON a token for the input, plus the most it may generate."""
+def _estimate(body: JSON, counted: PromptSize | None = None) -> Callable[[], int]:
+    """A request's tokens for TPM admission: the prompt as tiktoken counted it when it was
+    counted (a deployment admits by TPM or checks its context window), else about four
+    bytes of JSON a token; plus the most it may generate."""
 
     def estimate() -> int:
-        size = len(orjson.dumps(body.get("messages") or body.get("input") or ""))
+        prompt = counted.known() if counted is not None else None
+        if prompt is None:
+            prompt = len(orjson.dumps(body.get("messages") or body.get("input") or "")) // 4
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        return size // 4 + (limit if isinstance(limit, int) else DEFAULT_OUTPUT_TOKENS)
+        return prompt + (limit if isinstance(limit, int) else DEFAULT_OUTPUT_TOKENS)
 
     return estimate
 

@@ -159,6 +159,10 @@ class PromptSize:
         self._body = body
         self._counted: dict[str, int] = {}  # upstream model -> tokens
 
+    def known(self) -> int | None:
+        """A count already made (for any model), without counting."""
+        return next(iter(self._counted.values()), None)
+
     async def tokens(self, model: str) -> int:
         if model not in self._counted:
             self._counted[model] = await count_tokens(self._body, model)
