@@ -1,1 +1,0 @@
-"""HTTP edge: wire formats in and out, error rendering, routes."""

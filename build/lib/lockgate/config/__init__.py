@@ -1,1 +1,0 @@
-"""Typed configuration: the schema, and loading it from YAML or the environment."""

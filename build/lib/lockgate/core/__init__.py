@@ -1,1 +1,0 @@
-"""The request pipeline and what it is made of: errors, types, routing, tasks."""

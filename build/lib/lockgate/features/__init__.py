@@ -1,1 +1,0 @@
-"""Features that hang off the pipeline: metrics (and later cache, limits, budgets)."""

@@ -1,1 +1,0 @@
-"""Provider adapters: the protocol, the registry, one module per provider family."""

@@ -1,1 +1,0 @@
-"""State that outlives a request: databases, Redis, background writers."""
