@@ -1,12 +1,12 @@
-"""Helpers for the cache tests: a cached gateway on a simulator, and two-team auth."""
+"""Helpers for the cache tests: a cached gateway on a simulator, and keys in two teams."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from lockgate.core.auth import Authenticator
-from lockgate.core.types import Principal
-from tests.conftest import MASTER_KEY, Gateway, GatewayFactory, SimFactory, dep
+from tests.conftest import Gateway, GatewayFactory, SimFactory, dep
+from tests.governance.helpers import admin, new_key, sqlite
 
 ASK = [{"role": "user", "content": "Summarise the plot of Hamlet."}]
 PRICES = {"input": 1.0, "output": 2.0}  # USD per million tokens
@@ -32,21 +32,22 @@ async def cached_gateway(
     return gw, upstream
 
 
-class TeamAuth(Authenticator):
-    """The master key plus virtual keys that belong to teams (the key store is built
-    elsewhere; this stands in for it so the cache's tenant rule is driven over HTTP)."""
+async def team_keys(gw: Gateway) -> dict[str, str]:
+    """Real virtual keys, issued through the admin API: two in team-a, one in team-b and
+    one without a team, by the names the tests use."""
+    for team in ("team-a", "team-b"):
+        await admin(gw, "POST", "/admin/teams", {"id": team, "name": team})
+    keys = {}
+    for name, team in (
+        ("sk-team-a-1", "team-a"),
+        ("sk-team-a-2", "team-a"),
+        ("sk-team-b-1", "team-b"),
+        ("sk-solo", None),
+    ):
+        keys[name] = (await new_key(gw, team_id=team))[0]
+    return keys
 
-    KEYS = {
-        "sk-team-a-1": Principal(key_id="key-a1", team_id="team-a"),
-        "sk-team-a-2": Principal(key_id="key-a2", team_id="team-a"),
-        "sk-team-b-1": Principal(key_id="key-b1", team_id="team-b"),
-        "sk-solo": Principal(key_id="key-solo"),
-    }
 
-    def __init__(self) -> None:
-        super().__init__(MASTER_KEY)
-
-    async def authenticate(self, credential: str | None) -> Principal:
-        if credential in self.KEYS:
-            return self.KEYS[credential]
-        return await super().authenticate(credential)
+def database(tmp_path: Path) -> dict[str, Any]:
+    """A database section, which virtual keys need."""
+    return {"database": sqlite(tmp_path)}

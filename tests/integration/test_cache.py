@@ -4,13 +4,14 @@ from the SDK, safety rules, TTL, accounting, admin. Upstream calls counted at th
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import aiohttp
 import openai
 import pytest
 
 from tests.conftest import MASTER_KEY, GatewayFactory, SimFactory, chats, dep
-from tests.integration.cache_helpers import ASK, TeamAuth, cached_gateway
+from tests.integration.cache_helpers import ASK, cached_gateway, database, team_keys
 
 
 async def test_second_identical_request_is_a_hit_that_costs_nothing(
@@ -243,8 +244,10 @@ async def test_cache_off_for_a_model_group(
     assert chats(upstream) == 2
 
 
-async def test_admin_stats_and_purges(make_gateway: GatewayFactory, make_sim: SimFactory) -> None:
-    gw, upstream = await cached_gateway(make_gateway, make_sim)
+async def test_admin_stats_and_purges(
+    make_gateway: GatewayFactory, make_sim: SimFactory, tmp_path: Path
+) -> None:
+    gw, upstream = await cached_gateway(make_gateway, make_sim, sections=database(tmp_path))
     auth = {"Authorization": f"Bearer {MASTER_KEY}"}
     async with gw.client() as client:
         for ns in ("a", "b"):
@@ -273,8 +276,8 @@ async def test_admin_stats_and_purges(make_gateway: GatewayFactory, make_sim: Si
             assert (await resp.json())["purged"] == 2
         async with http.get(f"{gw.url}/admin/cache/stats") as resp:
             assert resp.status == 401
-        gw.state.pipeline.auth = TeamAuth()  # a virtual key is not the master key
-        team_key = {"Authorization": "Bearer sk-team-a-1"}
+        keys = await team_keys(gw)  # a virtual key is not the master key
+        team_key = {"Authorization": f"Bearer {keys['sk-team-a-1']}"}
         async with http.delete(f"{gw.url}/admin/cache", headers=team_key) as resp:
             assert resp.status == 403
             assert (await resp.json())["error"]["type"] == "permission_error"

@@ -9,7 +9,7 @@ from typing import Any
 import openai
 
 from tests.conftest import GatewayFactory, SimFactory, chats, dep, wait_until
-from tests.integration.cache_helpers import TeamAuth
+from tests.integration.cache_helpers import database, team_keys
 
 SYSTEM = {"role": "system", "content": "You answer geography questions in one sentence."}
 
@@ -25,14 +25,19 @@ async def _headers(client: openai.AsyncOpenAI, messages: list[dict[str, Any]], *
     return str(raw.headers["x-lockgate-cache"])
 
 
-async def _gateway(make_gateway: GatewayFactory, make_sim: SimFactory, **semantic: Any) -> Any:
+async def _gateway(
+    make_gateway: GatewayFactory,
+    make_sim: SimFactory,
+    sections: dict[str, Any] | None = None,
+    **semantic: Any,
+) -> Any:
     upstream = await make_sim()
     model = {
         "name": "m",
         "deployments": [dep(upstream, "a")],
         "cache": {"semantic": {"enabled": True, **semantic}},
     }
-    return await make_gateway([model], sections={"cache": {}}), upstream
+    return await make_gateway([model], sections={"cache": {}, **(sections or {})}), upstream
 
 
 async def test_a_paraphrase_hits_and_a_different_question_misses(
@@ -64,11 +69,14 @@ async def test_a_paraphrase_hits_and_a_different_question_misses(
 
 
 async def test_semantic_hits_stay_within_a_team(
-    make_gateway: GatewayFactory, make_sim: SimFactory
+    make_gateway: GatewayFactory, make_sim: SimFactory, tmp_path: Path
 ) -> None:
-    gw, upstream = await _gateway(make_gateway, make_sim)
-    gw.state.pipeline.auth = TeamAuth()
-    async with gw.client(api_key="sk-team-a-1") as a, gw.client(api_key="sk-team-b-1") as b:
+    gw, upstream = await _gateway(make_gateway, make_sim, database(tmp_path))
+    keys = await team_keys(gw)
+    async with (
+        gw.client(api_key=keys["sk-team-a-1"]) as a,
+        gw.client(api_key=keys["sk-team-b-1"]) as b,
+    ):
         assert await _headers(a, _ask("What is the capital of France?")) == "miss"
         assert await _headers(b, _ask("Which city is the capital of France?")) == "miss"
         assert await _headers(a, _ask("Tell me the capital city of France.")) == "hit"

@@ -3,10 +3,12 @@ unless the cache is configured shared."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lockgate.core.types import Principal
 from lockgate.features.cache.keys import request_digest, scope_of
 from tests.conftest import GatewayFactory, SimFactory, chats
-from tests.integration.cache_helpers import ASK, TeamAuth, cached_gateway
+from tests.integration.cache_helpers import ASK, cached_gateway, database, team_keys
 
 
 def test_scope_is_the_team_else_the_key() -> None:
@@ -32,25 +34,27 @@ async def _ask(gw, key: str) -> str:  # type: ignore[no-untyped-def]
 
 
 async def test_two_teams_never_share_an_answer(
-    make_gateway: GatewayFactory, make_sim: SimFactory
+    make_gateway: GatewayFactory, make_sim: SimFactory, tmp_path: Path
 ) -> None:
-    gw, upstream = await cached_gateway(make_gateway, make_sim)
-    gw.state.pipeline.auth = TeamAuth()
-    assert await _ask(gw, "sk-team-a-1") == "miss"
-    assert await _ask(gw, "sk-team-b-1") == "miss"
-    assert await _ask(gw, "sk-solo") == "miss"
-    assert await _ask(gw, "sk-team-a-2") == "hit"  # the same team
-    assert await _ask(gw, "sk-team-b-1") == "hit"
+    gw, upstream = await cached_gateway(make_gateway, make_sim, sections=database(tmp_path))
+    keys = await team_keys(gw)
+    assert await _ask(gw, keys["sk-team-a-1"]) == "miss"
+    assert await _ask(gw, keys["sk-team-b-1"]) == "miss"
+    assert await _ask(gw, keys["sk-solo"]) == "miss"
+    assert await _ask(gw, keys["sk-team-a-2"]) == "hit"  # the same team
+    assert await _ask(gw, keys["sk-team-b-1"]) == "hit"
     assert chats(upstream) == 3
 
 
 async def test_a_shared_cache_serves_every_caller(
-    make_gateway: GatewayFactory, make_sim: SimFactory
+    make_gateway: GatewayFactory, make_sim: SimFactory, tmp_path: Path
 ) -> None:
-    gw, upstream = await cached_gateway(make_gateway, make_sim, cache={"scope": "shared"})
-    gw.state.pipeline.auth = TeamAuth()
-    assert await _ask(gw, "sk-team-a-1") == "miss"
-    assert await _ask(gw, "sk-team-b-1") == "hit"
+    gw, upstream = await cached_gateway(
+        make_gateway, make_sim, cache={"scope": "shared"}, sections=database(tmp_path)
+    )
+    keys = await team_keys(gw)
+    assert await _ask(gw, keys["sk-team-a-1"]) == "miss"
+    assert await _ask(gw, keys["sk-team-b-1"]) == "hit"
     async with gw.client() as master:
         raw = await master.chat.completions.with_raw_response.create(
             model="m", messages=ASK, temperature=0
