@@ -30,7 +30,7 @@ _MAX_SINCE = 90 * 86_400
 
 
 async def _admin(request: web.Request) -> None:
-    await require_master(request, "The dashboard")
+    await require_master(request, "The dashboard", admin_keys=True)
 
 
 async def _engine(request: web.Request) -> AsyncEngine:

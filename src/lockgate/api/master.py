@@ -9,12 +9,17 @@ from lockgate.core.errors import PermissionDenied
 from lockgate.state import STATE, GatewayState
 
 
-async def require_master(request: web.Request, what: str) -> GatewayState:
-    """401 without a valid key, 403 for any key but the master key. With no master key
+async def require_master(
+    request: web.Request, what: str, *, admin_keys: bool = False
+) -> GatewayState:
+    """401 without a valid key, 403 for any key but the master key (or, where
+    ``admin_keys``, a virtual key whose metadata says `"admin": true`). With no master key
     configured the gateway is open (it then binds loopback only), operator routes included."""
     state, ctx = request.app[STATE], request[CTX]
     await state.pipeline.authenticate(ctx)
     principal = ctx.principal
-    if state.config.server.master_key is not None and not (principal and principal.is_master):
-        raise PermissionDenied(f"{what} needs the master key.")
+    allowed = principal is not None and (principal.is_master or (admin_keys and principal.admin))
+    if state.config.server.master_key is not None and not allowed:
+        keys = "the master key or an admin key" if admin_keys else "the master key"
+        raise PermissionDenied(f"{what} needs {keys}.")
     return state

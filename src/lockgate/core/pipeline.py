@@ -78,7 +78,7 @@ class Pipeline:
     ) -> None:
         self.router = router
         self.tracing = tracing  # None: not configured, and no per-request cost
-        self.bodies = bodies if bodies is not None and bodies.any else None
+        self.bodies = bodies  # per model group, everywhere, or per key (its metadata)
         self.cache = cache
         self.accounts = Accountant(pricer, ledger)
         self.auth = auth
@@ -138,7 +138,10 @@ class Pipeline:
 
     def _keep_bodies(self, ctx: RequestContext, request: JSON, response: JSON | None) -> None:
         bodies = self.bodies
-        if bodies is not None and bodies.wanted(ctx.model_group, str(request.get("model"))):
+        if bodies is None:
+            return
+        by_key = ctx.principal is not None and ctx.principal.log_bodies
+        if by_key or bodies.wanted(ctx.model_group, str(request.get("model"))):
             ctx.bodies = bodies.capture(request, response)
 
     async def _chat(self, req: ChatRequest, ctx: RequestContext) -> ChatResponse:

@@ -111,6 +111,10 @@ class Principal:
     allowed_models: frozenset[str] | None = None  # model groups; None: every one
     limits: tuple[RateLimit, ...] = ()  # of the key, its user and its team
     budgets: tuple[Budget, ...] = ()
+    # From the key's metadata: `"admin": true` lets the key read the dashboard (not change
+    # anything); `"log_bodies": true` keeps its requests' bodies in the request log.
+    admin: bool = False
+    log_bodies: bool = False
 
 
 @dataclass(slots=True)

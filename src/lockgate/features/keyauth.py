@@ -171,6 +171,8 @@ class KeyCache:
             else None,
             limits=tuple(limits),
             budgets=tuple(budgets),
+            admin=row.metadata.get("admin") is True,
+            log_bodies=row.metadata.get("log_bodies") is True,
         )
         return _Entry(principal, None, now + self.ttl, _valid_until(row), row.id)
 
