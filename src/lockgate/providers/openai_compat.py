@@ -7,27 +7,24 @@ them are data in `profiles.py`. Bodies pass through untouched except for `model`
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
-import orjson
 from yarl import URL
 
 from lockgate.core.errors import GatewayError, UpstreamError
 from lockgate.core.types import JSON, ChatResponse, Chunk, ChunkStream, EmbeddingResponse, Usage
-from lockgate.providers.errors import error_from_exception, error_from_payload, error_from_response
+from lockgate.providers.errors import error_from_payload, error_from_response
 from lockgate.providers.http import HttpPool
 from lockgate.providers.keys import KeyPool
 from lockgate.providers.profiles import PROFILES, Profile
 from lockgate.providers.ratelimits import LimitsSeen, openai_limits
+from lockgate.providers.upstream import Upstream, loads_object
 
 if TYPE_CHECKING:
     from lockgate.config.schema import DeploymentConfig
     from lockgate.providers.registry import ProviderContext
-
-_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
 def from_config(cfg: DeploymentConfig, ctx: ProviderContext) -> OpenAICompatible:
@@ -73,39 +70,27 @@ class OpenAICompatible:
         self._chat_path, self._embed_path, self._query = profile.endpoints(api_version)
         # Parsed once: aiohttp would parse a str URL on every request.
         self._urls: dict[tuple[str, str], URL] = {}
-        self._headers = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "Accept-Encoding": "gzip, deflate",
-            **profile.extra_headers,
-            **headers,
-        }
-        if api_key:
-            self._headers[profile.auth_header] = profile.auth_prefix + api_key
-        self._pool = key_pool
-        self._on_limits = on_limits
-        self._secrets = [api_key] if api_key else (key_pool.keys if key_pool else [])
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
-        self._http = http
-        self._max_connections = max_connections
-
-    def _auth(self) -> tuple[dict[str, str], str | None]:
-        """Request headers, and the pool key they carry (None without a pool)."""
-        if self._pool is None:
-            return self._headers, None
-        key = self._pool.pick()
-        return {**self._headers, self._profile.auth_header: self._profile.auth_prefix + key}, key
-
-    def _error(self, status: int, raw: bytes, headers: Any, key: str | None) -> GatewayError:
-        err = error_from_response(status, raw, headers, secrets=self._secrets)
-        return self._pool.failed(key, err) if self._pool is not None and key else err
-
-    def _saw_limits(self, headers: Any) -> None:
-        if self._on_limits is not None and (info := openai_limits(headers)) is not None:
-            self._on_limits(info)
-
-    def _session(self) -> aiohttp.ClientSession:
-        return self._http.session(self._base, max_connections=self._max_connections)
+        self._upstream = Upstream(
+            base=self._base,
+            http=http,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",
+                **profile.extra_headers,
+                **headers,
+            },
+            errors=error_from_response,
+            api_key=api_key,
+            key_pool=key_pool,
+            auth_header=profile.auth_header,
+            auth_prefix=profile.auth_prefix,
+            on_limits=on_limits,
+            limits=openai_limits,
+        )
 
     def _url(self, path: str, model: str) -> URL:
         url = self._urls.get((path, model))
@@ -127,28 +112,16 @@ class OpenAICompatible:
         return payload
 
     async def chat(self, body: JSON, model: str) -> ChatResponse:
-        raw = await self._post(self._url(self._chat_path, model), self._payload(body, model))
-        data = _loads_object(raw)
+        url = self._url(self._chat_path, model)
+        raw = await self._upstream.post_json(url, self._payload(body, model))
+        data = loads_object(raw)
         return ChatResponse(body=data, usage=Usage.from_openai(data.get("usage")), raw=raw)
 
     async def embed(self, body: JSON, model: str) -> EmbeddingResponse:
-        raw = await self._post(self._url(self._embed_path, model), {**body, "model": model})
-        data = _loads_object(raw)
+        url = self._url(self._embed_path, model)
+        raw = await self._upstream.post_json(url, {**body, "model": model})
+        data = loads_object(raw)
         return EmbeddingResponse(body=data, usage=Usage.from_openai(data.get("usage")), raw=raw)
-
-    async def _post(self, url: URL, payload: JSON) -> bytes:
-        headers, key = self._auth()
-        try:
-            async with self._session().post(
-                url, data=orjson.dumps(payload), headers=headers, timeout=self._timeout
-            ) as resp:
-                raw = await resp.read()
-                self._saw_limits(resp.headers)
-                if resp.status >= 400:
-                    raise self._error(resp.status, raw, resp.headers, key)
-                return raw
-        except _TRANSPORT_ERRORS as exc:
-            raise error_from_exception(exc) from exc
 
     async def chat_stream(self, body: JSON, model: str) -> ChunkStream:
         payload = self._payload(body, model)
@@ -159,34 +132,10 @@ class OpenAICompatible:
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
-        headers, key = self._auth()
-        try:
-            resp = await self._session().post(
-                self._url(self._chat_path, model),
-                data=orjson.dumps(payload),
-                headers=headers,
-                timeout=self._timeout,
-            )
-        except _TRANSPORT_ERRORS as exc:
-            raise error_from_exception(exc) from exc
-        completed = False
-        self._saw_limits(resp.headers)
-        try:
-            if resp.status >= 400:
-                raw = await resp.read()
-                raise self._error(resp.status, raw, resp.headers, key)
+        url = self._url(self._chat_path, model)
+        async with self._upstream.stream(url, payload) as resp:
             async for chunk in _sse_chunks(resp.content):
                 yield chunk
-            completed = True
-        except _TRANSPORT_ERRORS as exc:
-            raise error_from_exception(exc) from exc
-        finally:
-            # A finished stream returns its connection to the pool; an abandoned one (client
-            # gone, error) closes it, which is what cancels the generation upstream.
-            if completed:
-                resp.release()
-            else:
-                resp.close()
 
 
 async def _sse_chunks(content: aiohttp.StreamReader) -> ChunkStream:
@@ -204,7 +153,7 @@ async def _sse_chunks(content: aiohttp.StreamReader) -> ChunkStream:
                 return
             if not data:
                 continue
-            chunk = _loads_object(data)
+            chunk = loads_object(data)
             if "error" in chunk and "choices" not in chunk:
                 raise _stream_error(chunk["error"])
             if not finished:
@@ -224,13 +173,3 @@ def _stream_error(err: Any) -> GatewayError:
         str(code) if code is not None else None,
         None,
     )
-
-
-def _loads_object(raw: bytes) -> JSON:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError("upstream sent a body that is not JSON") from exc
-    if not isinstance(data, dict):
-        raise UpstreamError("upstream sent JSON that is not an object")
-    return data

@@ -9,11 +9,9 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import aiohttp
-import orjson
 from yarl import URL
 
-from lockgate.core.errors import GatewayError, UpstreamError
+from lockgate.core.errors import GatewayError
 from lockgate.core.types import JSON, ChatResponse, ChunkStream, EmbeddingResponse, Usage
 from lockgate.providers.bedrock import embeddings
 from lockgate.providers.bedrock.auth import Signer
@@ -21,14 +19,13 @@ from lockgate.providers.bedrock.errors import error_from_response
 from lockgate.providers.bedrock.request import converse_body
 from lockgate.providers.bedrock.response import chat_completion
 from lockgate.providers.bedrock.stream import StreamTranslator, stream_chunks
-from lockgate.providers.errors import error_from_exception
 from lockgate.providers.http import HttpPool
+from lockgate.providers.upstream import Upstream, loads_object
 
 if TYPE_CHECKING:
     from lockgate.config.schema import DeploymentConfig
     from lockgate.providers.registry import ProviderContext
 
-_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 _JSON = "application/json"
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
 EMBED_CONCURRENCY = 8  # Titan calls in flight for one embeddings request
@@ -74,51 +71,33 @@ class Bedrock:
     ) -> None:
         self._base = api_base.rstrip("/")
         self._signer = signer
-        self._http = http
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
-        self._max_connections = max_connections
-        self._headers = dict(headers)
+        self._upstream = Upstream(
+            base=self._base,
+            http=http,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            headers=headers,
+            errors=error_from_response,
+            secrets=lambda: signer.secrets,
+            sign=self._sign,
+        )
 
     def _url(self, model: str, action: str) -> str:
         # Model ids hold ':' (`anthropic.claude-3-5-sonnet-20240620-v1:0`) and ARNs hold '/':
         # one path segment, percent-encoded, exactly as signed.
         return f"{self._base}/model/{quote(model, safe='')}/{action}"
 
-    async def _send(self, url: str, payload: JSON, accept: str) -> aiohttp.ClientResponse:
-        data = orjson.dumps(payload)
+    async def _sign(self, url: URL, data: bytes, headers: dict[str, str]) -> dict[str, str]:
         credentials = await self._signer.credentials()
-        headers = {**self._headers, "Content-Type": _JSON, "Accept": accept}
-        signed = self._signer.sign(credentials, url, data, headers)
-        try:
-            return await self._session().post(
-                URL(url, encoded=True), data=data, headers=signed, timeout=self._timeout
-            )
-        except _TRANSPORT_ERRORS as exc:
-            raise error_from_exception(exc) from exc
-
-    def _session(self) -> aiohttp.ClientSession:
-        return self._http.session(self._base, max_connections=self._max_connections)
-
-    def _error(self, status: int, raw: bytes, headers: Any) -> GatewayError:
-        return error_from_response(status, raw, headers, secrets=self._signer.secrets)
+        return self._signer.sign(credentials, str(url), data, headers)
 
     async def _post(self, url: str, payload: JSON) -> tuple[JSON, str]:
         """The JSON answer and its request id."""
-        resp = await self._send(url, payload, _JSON)
-        try:
-            async with resp:
-                raw = await resp.read()
-        except _TRANSPORT_ERRORS as exc:
-            raise error_from_exception(exc) from exc
-        if resp.status >= 400:
-            raise self._error(resp.status, raw, resp.headers)
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError("Bedrock sent a body that is not JSON") from exc
-        if not isinstance(data, dict):
-            raise UpstreamError("Bedrock sent JSON that is not an object")
-        return data, _request_id(resp.headers)
+        raw, headers = await self._upstream.post(
+            URL(url, encoded=True), payload, {"Content-Type": _JSON, "Accept": _JSON}
+        )
+        return loads_object(raw, "Bedrock"), _request_id(headers)
 
     async def chat(self, body: JSON, model: str) -> ChatResponse:
         data, request_id = await self._post(self._url(model, "converse"), converse_body(body))
@@ -127,26 +106,14 @@ class Bedrock:
 
     async def chat_stream(self, body: JSON, model: str) -> ChunkStream:
         payload = converse_body(body)
-        resp = await self._send(self._url(model, "converse-stream"), payload, _EVENT_STREAM)
-        completed = False
-        try:
-            if resp.status >= 400:
-                raise self._error(resp.status, await resp.read(), resp.headers)
+        url = URL(self._url(model, "converse-stream"), encoded=True)
+        accept = {"Content-Type": _JSON, "Accept": _EVENT_STREAM}
+        async with self._upstream.stream(url, payload, accept) as resp:
             translator = StreamTranslator(
                 f"chatcmpl-{_request_id(resp.headers)}", model, int(time.time())
             )
             async for chunk in stream_chunks(resp.content.iter_any(), translator):
                 yield chunk
-            completed = True
-        except _TRANSPORT_ERRORS as exc:
-            raise error_from_exception(exc) from exc
-        finally:
-            # A finished stream returns its connection to the pool; an abandoned one closes
-            # it, which is what stops the generation upstream.
-            if completed:
-                resp.release()
-            else:
-                resp.close()
 
     async def embed(self, body: JSON, model: str) -> EmbeddingResponse:
         inputs = embeddings.texts(body)
