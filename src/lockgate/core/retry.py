@@ -193,6 +193,7 @@ class Retrier:
         breaker, latency, the request's record of failures."""
         ctx.served_by(group.name, dep.id, dep.provider)
         dep.in_flight += 1
+        dep.admission.sending()
         started = time.perf_counter()
         try:
             result = await call(dep, dep.upstream_model(matched))
