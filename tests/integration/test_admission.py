@@ -125,3 +125,29 @@ async def test_bad_control_header_is_400(
     assert isinstance(info.value.body, dict)
     assert info.value.body["param"] == "x-lockgate-max-wait"
     assert chats(sim) == 0
+
+
+async def test_upstream_429_waits_in_the_queue_without_a_retry(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    """Nothing is known of the limit at first, so both calls go out and one collects a
+    429: it waits out the provider's pause in the queue and succeeds, though no retry is
+    allowed at all (no extra attempts, an empty retry budget)."""
+    # one request a second; answers take long enough that both calls leave before any
+    sim = await make_sim(rpm=60, burst_seconds=1, latency="300ms")
+    gw = await make_gateway(
+        [{"name": "m", "deployments": [dep(sim, "a")]}],
+        retry={"retries": 0, "budget_ratio": 0, "budget_min_retries": 0},
+    )
+    async with gw.client() as client:
+        replies = await asyncio.gather(
+            *(
+                client.chat.completions.with_raw_response.create(model="m", messages=HELLO)
+                for _ in range(2)
+            )
+        )
+    assert all(r.parse().choices[0].message.content for r in replies)
+    assert sim.statuses[429] == 1 and sim.statuses[200] == 2
+    arrivals = sorted(r.time for r in sim.requests)
+    assert arrivals[-1] - arrivals[0] >= 0.9  # sent again only once the provider had room
+    assert sorted(r.headers["x-lockgate-attempts"] for r in replies) == ["1", "2"]

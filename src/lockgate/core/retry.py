@@ -4,7 +4,9 @@ Only retryable failures are retried (429, 5xx, overloaded, timeouts, connection 
 with exponential backoff and full jitter. The next attempt prefers a deployment of the
 group that has not failed yet; a provider's `retry-after` is honoured when the same
 deployment must be called again, and a wait longer than `max_retry_after` hands the
-request to the fallbacks instead. A gateway-wide budget caps retries at a fraction of
+request to the fallbacks instead. An upstream 429 (the provider had less room than it
+showed) sends the request back to the admission queue, within its max wait and deadline,
+without spending an attempt or the retry budget. A gateway-wide budget caps retries at a fraction of
 requests over a sliding window, so an outage never multiplies upstream traffic.
 """
 
@@ -29,6 +31,9 @@ from lockgate.core.window import SlidingCounts
 T = TypeVar("T")
 Call = Callable[[Deployment, str], Awaitable[T]]
 Failures = list[tuple[str, GatewayError]]
+# Upstream 429s a request may wait out in the admission queue before they count as failed
+# attempts: each is one more upstream call, so amplification stays bounded.
+MAX_REQUEUES = 2
 
 
 class RetryBudget:
@@ -103,7 +108,8 @@ class Retrier:
         def attempt_on(target: Deployment) -> Awaitable[T]:
             return self._attempt(ctx, group, target, matched, call, failures, failed)
 
-        for attempt in range(attempts):
+        attempt = requeued = 0
+        while True:
             dep = await self._admit(ctx, group, dep, tokens, failures, failed)
             try:
                 delay = group.hedge_delay()
@@ -117,11 +123,24 @@ class Retrier:
                     self.tasks,
                 )
             except GatewayError as exc:
+                if requeued < MAX_REQUEUES and self._requeue(ctx, exc):
+                    # The provider had no room after all: queue for its capacity again
+                    # (its 429 paused the deployment) without spending an attempt.
+                    requeued += 1
+                    failed.discard(dep.id)
+                    continue
                 if not exc.retryable or attempt + 1 >= attempts:
                     raise
                 dep = await self._wait_for_next(ctx, group, exc, attempt, frozenset(failed))
                 ctx.retries += 1
-        raise AssertionError("unreachable: the last attempt returns or raises")
+                attempt += 1
+
+    def _requeue(self, ctx: RequestContext, exc: GatewayError) -> bool:
+        """Is ``exc`` an upstream 429 the request has time to wait out in the queue?"""
+        if not isinstance(exc, RateLimited) or isinstance(exc, QueueFull):
+            return False
+        wait = exc.retry_after if exc.retry_after is not None else 1.0
+        return wait <= min(self.config.max_retry_after, self._max_wait(ctx))
 
     async def _ready(
         self, ctx: RequestContext, group: ModelGroup, failures: Failures
