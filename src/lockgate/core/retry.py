@@ -80,10 +80,12 @@ class Retrier:
         rng: random.Random,
         tasks: TaskTracker,
         max_wait: float = 30.0,
+        spill_wait: float = 1.0,
     ) -> None:
         self.config = config
         self.tasks = tasks
         self.max_wait = max_wait  # default longest admission-queue wait
+        self.spill_wait = spill_wait  # a longer wait queues at another deployment if shorter
         self.budget = budget
         self._rng = rng
 
@@ -167,21 +169,69 @@ class Retrier:
         failures: Failures,
         failed: set[str],
     ) -> Deployment:
-        """Wait for the deployment's capacity; one that cannot take the request in time is
-        swapped for a deployment that has not failed, or its QueueFull is raised."""
+        """Wait for the deployment's capacity. Another deployment that has room now, or a
+        shorter queue when this one's is longer than `spill_wait`, takes the request
+        instead; one that cannot take it within the max wait is swapped for a deployment
+        that has not failed, or its QueueFull is raised."""
+        spilled = False
         while not dep.admission.try_acquire(need := _tokens(dep, tokens)):
             spare = self._with_capacity(group, dep, tokens, failed)
             if spare is not None:
                 return spare
+            if not spilled and (shorter := self._shorter_queue(group, dep, tokens, failed)):
+                spilled = True  # once: two full deployments never trade a request back
+                dep = shorter
+                continue
             try:
                 await dep.admission.wait(ctx.priority, need, self._max_wait(ctx))
-                return dep
             except QueueFull as exc:
                 dep.breaker.release()
                 failures.append((f"{group.name} via {dep.id}", exc))
                 failed.add(dep.id)
                 dep = self._fresh(group, frozenset(failed), exc)  # never wait for it
+                continue
+            if dep.breaker.available():
+                return dep
+            # Its circuit opened while the request queued (an outage): go elsewhere.
+            other = self._other(group, dep, failed)
+            if other is None:
+                return dep
+            dep.admission.release()
+            dep.breaker.release()
+            dep = other
         return dep
+
+    def _shorter_queue(
+        self, group: ModelGroup, busy: Deployment, tokens: Callable[[], int], failed: set[str]
+    ) -> Deployment | None:
+        """Another ready deployment whose queue is shorter, when ``busy``'s wait is longer
+        than `spill_wait`."""
+        wait = busy.admission.estimated_wait(_tokens(busy, tokens))
+        if wait <= self.spill_wait:
+            return None
+        best: Deployment | None = None
+        for other in group.deployments:
+            if other is busy or other.id in failed or not other.breaker.available():
+                continue
+            other_wait = other.admission.estimated_wait(_tokens(other, tokens))
+            if other_wait < wait:
+                best, wait = other, other_wait
+        if best is not None:
+            busy.breaker.release()
+            best.breaker.acquire()
+        return best
+
+    @staticmethod
+    def _other(group: ModelGroup, busy: Deployment, failed: set[str]) -> Deployment | None:
+        """A deployment other than ``busy`` that has not failed this request, or None."""
+        try:
+            other = group.pick(avoid=frozenset(failed | {busy.id}))
+        except CoolingDown:
+            return None
+        if other.id == busy.id or other.id in failed:
+            other.breaker.release()
+            return None
+        return other
 
     @staticmethod
     def _with_capacity(
