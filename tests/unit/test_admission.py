@@ -142,3 +142,22 @@ def test_a_stale_low_count_is_refilled_to_now() -> None:
     unmarked.observe(RateLimitInfo(limit_requests=600, remaining_requests=19))
     unmarked.observe(RateLimitInfo(limit_requests=600, remaining_requests=0))
     assert not unmarked.try_acquire(0)
+
+
+def test_a_burst_of_429s_halves_the_rate_once() -> None:
+    clock = Clock()
+    adm = Admission(rpm=600, clock=clock)
+    calls = [contextvars.copy_context() for _ in range(3)]
+    for call in calls:
+        assert call.run(adm.try_acquire, 0)
+        call.run(adm.sending)
+    clock.now += 0.1
+    for call in calls:  # three calls that left together, all refused
+        call.run(adm.rate_limited, 0.5)
+    assert adm.requests is not None and adm.requests.factor == 0.5
+    clock.now += 0.5
+    later = contextvars.copy_context()
+    assert later.run(adm.try_acquire, 0)
+    later.run(adm.sending)  # left after the cut: its 429 cuts again
+    later.run(adm.rate_limited, 0.5)
+    assert adm.requests.factor == 0.25

@@ -127,6 +127,7 @@ class Admission:
         self._paused_until = 0.0
         self._sent_requests = 0  # ever taken, to correct a provider's stale remaining count
         self._sent_tokens = 0
+        self._cut_at = -math.inf  # when a 429 last halved the rates
         self._queue: list[_Waiter] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
@@ -312,11 +313,19 @@ class Admission:
         return bucket
 
     def rate_limited(self, retry_after: float | None) -> None:
-        """A 429: halve the rates, and send nothing until the provider's wait is over."""
+        """A 429: halve the rates, and send nothing until the provider's wait is over.
+
+        The rates are halved once per burst of 429s, as TCP does per round trip: a 429 for
+        a call that left before the last cut says nothing about the rate since."""
         now = self._clock()
+        sent = _SENT.get()
+        cut = sent is None or sent.admission is not self or sent.at >= self._cut_at
+        if cut:
+            self._cut_at = now
         for bucket in (self.requests, self.tokens):
             if bucket is not None:
-                bucket.factor = max(bucket.factor * 0.5, 0.05)
+                if cut:
+                    bucket.factor = max(bucket.factor * 0.5, 0.05)
                 bucket.available(now)
                 bucket.level = min(bucket.level, 0.0)
         self._paused_until = max(self._paused_until, now + (retry_after or 1.0))
