@@ -168,6 +168,30 @@ async def test_retry_budget_caps_retries(
     assert chats(broken) == 5
 
 
+async def test_spent_retry_budget_still_falls_back(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    """An outage with the budget spent: no retry on the group, but the request goes to its
+    fallback model (one call, not a retry) instead of failing."""
+    down, backup = await make_sim(outages=[(0.0, 60.0)]), await make_sim()
+    gw = await make_gateway(
+        [
+            {"name": "m", "deployments": [dep(down, "a")], "fallbacks": ["n"]},
+            {"name": "n", "deployments": [dep(backup, "b")]},
+        ],
+        retry={"budget_ratio": 0.0, "budget_min_retries": 0},
+        cooldown={"consecutive_failures": 100, "min_calls": 100},  # every request tries a
+    )
+    async with gw.client() as client:
+        for _ in range(3):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="m", messages=HELLO
+            )
+            assert raw.headers["x-lockgate-model-group"] == "n"
+            assert raw.headers["x-lockgate-fallback"] == "true"
+    assert (chats(down), chats(backup)) == (3, 3)
+
+
 async def test_stream_retries_before_the_first_byte(
     make_gateway: GatewayFactory, make_sim: SimFactory
 ) -> None:
