@@ -120,12 +120,28 @@ def test_remaining_count_is_corrected_for_what_was_sent_since() -> None:
     assert call_a.run(adm.try_acquire, 0)
     call_a.run(adm.sending)
     assert all(adm.try_acquire(0) for _ in range(10))  # sent after A, nothing known yet
-    clock.now += 0.5  # A answers; 600 rpm refills 5 meanwhile
+    clock.now += 0.5  # A answers; 600 rpm refilled 5 meanwhile
     call_a.run(adm.observe, RateLimitInfo(limit_requests=600, remaining_requests=19))
     granted = 0
     while adm.try_acquire(0):
         granted += 1
-    assert granted == 10  # min(19 + 5, 20) - 10 left now, not the 19 the header says
+    assert granted == 14  # 19 + 5 - 10 left now, not the 19 the header says
+
+
+def test_a_slow_answer_while_calls_kept_going_keeps_the_count() -> None:
+    """Ten seconds of latency at the provider's full rate: 100 refilled and 100 sent since,
+    so the provider still has about what it said (not 20 - 100 + ... below zero)."""
+    clock = Clock()
+    adm = Admission(clock=clock)
+    adm.observe(RateLimitInfo(limit_requests=600, remaining_requests=19))  # 20 at most
+    slow = contextvars.copy_context()
+    assert slow.run(adm.try_acquire, 0)
+    slow.run(adm.sending)
+    for _ in range(100):
+        clock.now += 0.1
+        assert adm.try_acquire(0)
+    slow.run(adm.observe, RateLimitInfo(limit_requests=600, remaining_requests=12))
+    assert adm.requests is not None and adm.requests.level == pytest.approx(12, abs=1.5)
 
 
 def test_a_stale_low_count_is_refilled_to_now() -> None:

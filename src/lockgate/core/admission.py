@@ -288,12 +288,15 @@ class Admission:
         bucket: Bucket, remaining: int, later: int, mark: _Sent | None, now: float
     ) -> float:
         """The provider's count, brought from when the call left to now: plus what its
-        bucket refilled meanwhile (at the provider's full rate, up to its size), minus what
-        was sent after the call. Unmarked (no call of this task), taken as it is."""
+        bucket refilled meanwhile (at the provider's full rate), minus what was sent after
+        the call, at most the bucket's size. Refill and later calls interleave, so the size
+        caps the result, not the refill alone (that would count a slow call's whole refill
+        as lost to a full bucket while later calls drained it). Unmarked (no call of this
+        task): taken as it is."""
         if mark is None:
             return float(remaining)
         refilled = max(now - mark.at, 0.0) * bucket.limit / 60.0
-        return min(remaining + refilled, bucket.capacity) - later
+        return min(remaining + refilled - later, bucket.capacity)
 
     def _learned(self) -> tuple[tuple[float, float] | None, ...]:
         return tuple(
