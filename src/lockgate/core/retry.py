@@ -263,6 +263,7 @@ class Retrier:
         ctx.served_by(group.name, dep.id, dep.provider)
         dep.in_flight += 1
         dep.admission.sending()
+        left = dep.breaker.now()
         started = time.perf_counter()
         try:
             result = await call(dep, dep.upstream_model(matched))
@@ -283,7 +284,7 @@ class Retrier:
         seconds = time.perf_counter() - started
         dep.observe_latency(seconds)
         group.observe_latency(seconds)
-        dep.breaker.success()
+        dep.breaker.success(left)
         ctx.stamp(group.name, dep.id, dep.provider)  # the winner, when attempts raced
         return result
 
