@@ -31,6 +31,9 @@ from lockgate.core.window import SlidingCounts
 T = TypeVar("T")
 Call = Callable[[Deployment, str], Awaitable[T]]
 Failures = list[tuple[str, GatewayError]]
+# Hedges spend the retry budget only while it is less than half spent: the rest is kept
+# for retries, which save a request from failing (a hedge only makes it faster).
+HEDGE_SHARE = 0.5
 # Upstream 429s a request may wait out in the admission queue before they count as failed
 # attempts: each is one more upstream call, so amplification stays bounded.
 MAX_REQUEUES = 2
@@ -54,9 +57,10 @@ class RetryBudget:
     def record_request(self) -> None:
         self._counts.add(first=1)
 
-    def try_spend(self) -> bool:
+    def try_spend(self, share: float = 1.0) -> bool:
+        """Spend one retry if the retries so far leave room within ``share`` of the budget."""
         requests, retries = self._counts.totals()
-        if retries + 1 > max(self._min, self._ratio * requests):
+        if retries + 1 > max(self._min, self._ratio * requests) * share:
             return False
         self._counts.add(second=1)
         return True
@@ -308,7 +312,7 @@ class Retrier:
         if not other.admission.try_acquire(_tokens(other, tokens)):
             other.breaker.release()
             return None
-        if not self.budget.try_spend():
+        if not self.budget.try_spend(HEDGE_SHARE):
             other.admission.release()
             other.breaker.release()
             return None
