@@ -184,9 +184,7 @@ async def test_spent_retry_budget_still_falls_back(
     )
     async with gw.client() as client:
         for _ in range(3):
-            raw = await client.chat.completions.with_raw_response.create(
-                model="m", messages=HELLO
-            )
+            raw = await client.chat.completions.with_raw_response.create(model="m", messages=HELLO)
             assert raw.headers["x-lockgate-model-group"] == "n"
             assert raw.headers["x-lockgate-fallback"] == "true"
     assert (chats(down), chats(backup)) == (3, 3)
