@@ -31,9 +31,10 @@ from lockgate.core.window import SlidingCounts
 T = TypeVar("T")
 Call = Callable[[Deployment, str], Awaitable[T]]
 Failures = list[tuple[str, GatewayError]]
-# Hedges spend the retry budget only while it is less than half spent: the rest is kept
-# for retries, which save a request from failing (a hedge only makes it faster).
-HEDGE_SHARE = 0.5
+# Hedges spend the retry budget only while a quarter of it is left: that quarter is kept
+# for retries, which save a request from failing (a hedge only makes it faster). Half
+# (seed scenario) cut hedges so far that p99 rose from ~9 s to 13 s.
+HEDGE_SHARE = 0.75
 # Upstream 429s a request may wait out in the admission queue before they count as failed
 # attempts: each is one more upstream call, so amplification stays bounded.
 MAX_REQUEUES = 2
