@@ -238,7 +238,13 @@ def summary(o: Outcome) -> str:
     )
 
 
-def render(outcomes: list[Outcome], primary_p99: float, duration: float, users: int) -> str:
+def render(
+    outcomes: list[Outcome],
+    primary_p99: float,
+    duration: float,
+    users: int,
+    load: tuple[float, float] | None = None,
+) -> str:
     lockgate = outcomes[-1]
     ok = len(lockgate.latencies) / max(lockgate.requests, 1)
     amplification = lockgate.upstream / max(lockgate.requests, 1)
@@ -261,7 +267,13 @@ def render(outcomes: list[Outcome], primary_p99: float, duration: float, users: 
         " lognormal latency (median 1.5 s, p99 20 s), 2% 500s, a 30 s outage in the middle;"
         " secondary (dearer): 20 req/s, lognormal (median 1 s, p99 5 s). Latencies are of"
         " successful requests. Amplification: upstream requests (both providers) per user"
-        " request.",
+        " request."
+        + (
+            f" Machine load (1-minute load average; {os.cpu_count()} cores shared with other"
+            f" work): {load[0]:.2f} at the start, {load[1]:.2f} at the end."
+            if load is not None
+            else ""
+        ),
         "",
         "| mode | user requests | success | p50 | p95 | p99 | client 429s | failures |"
         " amplification |",
@@ -288,9 +300,11 @@ def main() -> int:
     args = parser.parse_args()
     import tempfile
 
+    start_load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="lockgate-seed-") as tmp:
         outcomes, primary_p99 = asyncio.run(run(args.duration, args.users, Path(tmp)))
-    text = render(outcomes, primary_p99, args.duration, args.users)
+    load = (start_load, os.getloadavg()[0])
+    text = render(outcomes, primary_p99, args.duration, args.users, load)
     print(text)
     if not args.no_write:
         benchlib.write_section(RESULTS, "seed-scenario", text)

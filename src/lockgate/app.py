@@ -140,6 +140,7 @@ def build_app(config: Config) -> web.Application:
         metrics=metrics,
         retry=config.retry,
         max_wait=config.admission.max_wait,
+        spill_wait=config.admission.spill_wait,
         pricer=prices,
         ledger=database.ledger if database is not None else None,
         cache=cache,

@@ -46,7 +46,10 @@ async def test_rate_limited_key_rests_and_the_next_attempt_uses_another(
     gw = await make_gateway([{"name": "m", "deployments": [deployment], "retries": 1}])
     async with gw.client() as client:
         with pytest.raises(openai.RateLimitError):
-            await client.chat.completions.create(model="m", messages=HELLO)
+            # no time to wait out a 429 in the queue: the retry goes to the other key
+            await client.chat.completions.create(
+                model="m", messages=HELLO, extra_headers={"x-lockgate-max-wait": "0.5"}
+            )
     first, second = _keys_used(sim)
     assert {first, second} == set(keys)  # the retry went out at once on the other key
     assert gw.state.metrics.provider_keys == {("a", "rested"): 2}

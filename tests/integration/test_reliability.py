@@ -3,11 +3,13 @@ count what reached each upstream."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import openai
 import pytest
 
+from lockgate.core.retry import MAX_REQUEUES
 from tests.conftest import HELLO, GatewayFactory, SimFactory, chats, dep, wait_until
 
 
@@ -140,9 +142,12 @@ async def test_retry_after_is_honoured(make_gateway: GatewayFactory, make_sim: S
     async with gw.client() as client:
         with pytest.raises(openai.RateLimitError) as info:
             await client.chat.completions.create(model="m", messages=HELLO)
-    first, second = (r.time for r in limited.requests)
-    assert second - first >= 0.95  # the retry waited for what the provider asked
-    assert info.value.response.headers["x-lockgate-attempts"] == "2"
+    # Each 429 is waited out in the queue twice (MAX_REQUEUES), then once as the retry;
+    # every call waited for what the provider asked.
+    times = [r.time for r in limited.requests]
+    assert len(times) == 1 + MAX_REQUEUES + 1
+    assert all(b - a >= 0.95 for a, b in itertools.pairwise(times))
+    assert info.value.response.headers["x-lockgate-attempts"] == str(len(times))
     assert info.value.response.headers["retry-after"] == "1"
 
 
@@ -161,6 +166,28 @@ async def test_retry_budget_caps_retries(
                 await client.chat.completions.create(model="m", messages=HELLO)
     # 3 requests + only the 2 retries the budget allowed, not 3 x 3.
     assert chats(broken) == 5
+
+
+async def test_spent_retry_budget_still_falls_back(
+    make_gateway: GatewayFactory, make_sim: SimFactory
+) -> None:
+    """An outage with the budget spent: no retry on the group, but the request goes to its
+    fallback model (one call, not a retry) instead of failing."""
+    down, backup = await make_sim(outages=[(0.0, 60.0)]), await make_sim()
+    gw = await make_gateway(
+        [
+            {"name": "m", "deployments": [dep(down, "a")], "fallbacks": ["n"]},
+            {"name": "n", "deployments": [dep(backup, "b")]},
+        ],
+        retry={"budget_ratio": 0.0, "budget_min_retries": 0},
+        cooldown={"consecutive_failures": 100, "min_calls": 100},  # every request tries a
+    )
+    async with gw.client() as client:
+        for _ in range(3):
+            raw = await client.chat.completions.with_raw_response.create(model="m", messages=HELLO)
+            assert raw.headers["x-lockgate-model-group"] == "n"
+            assert raw.headers["x-lockgate-fallback"] == "true"
+    assert (chats(down), chats(backup)) == (3, 3)
 
 
 async def test_stream_retries_before_the_first_byte(

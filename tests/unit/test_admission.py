@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+
 import pytest
 
 from lockgate.core.admission import Admission
@@ -107,3 +109,71 @@ def test_learned_limits_and_pauses_are_told_and_adopted() -> None:
     assert other.requests is not None and other.requests.capacity == 10
     assert other.requests.factor == 0.5
     assert not other.try_acquire(0)  # paused like the replica that got the 429
+
+
+def test_remaining_count_is_corrected_for_what_was_sent_since() -> None:
+    """The provider counted what was left when call A arrived, and says so when A answers:
+    the ten calls sent after A, and what refilled meanwhile, are accounted for."""
+    clock = Clock()
+    adm = Admission(clock=clock)
+    call_a = contextvars.copy_context()
+    assert call_a.run(adm.try_acquire, 0)
+    call_a.run(adm.sending)
+    assert all(adm.try_acquire(0) for _ in range(10))  # sent after A, nothing known yet
+    clock.now += 0.5  # A answers; 600 rpm refilled 5 meanwhile
+    call_a.run(adm.observe, RateLimitInfo(limit_requests=600, remaining_requests=19))
+    granted = 0
+    while adm.try_acquire(0):
+        granted += 1
+    assert granted == 14  # 19 + 5 - 10 left now, not the 19 the header says
+
+
+def test_a_slow_answer_while_calls_kept_going_keeps_the_count() -> None:
+    """Ten seconds of latency at the provider's full rate: 100 refilled and 100 sent since,
+    so the provider still has about what it said (not 20 - 100 + ... below zero)."""
+    clock = Clock()
+    adm = Admission(clock=clock)
+    adm.observe(RateLimitInfo(limit_requests=600, remaining_requests=19))  # 20 at most
+    slow = contextvars.copy_context()
+    assert slow.run(adm.try_acquire, 0)
+    slow.run(adm.sending)
+    for _ in range(100):
+        clock.now += 0.1
+        assert adm.try_acquire(0)
+    slow.run(adm.observe, RateLimitInfo(limit_requests=600, remaining_requests=12))
+    assert adm.requests is not None and adm.requests.level == pytest.approx(12, abs=1.5)
+
+
+def test_a_stale_low_count_is_refilled_to_now() -> None:
+    clock = Clock()
+    adm = Admission(clock=clock)
+    adm.observe(RateLimitInfo(limit_requests=600, remaining_requests=19))  # 20 at most
+    call = contextvars.copy_context()
+    assert call.run(adm.try_acquire, 0)
+    call.run(adm.sending)
+    clock.now += 3.0  # a slow answer: the provider's bucket has long refilled
+    call.run(adm.observe, RateLimitInfo(limit_requests=600, remaining_requests=0))
+    assert adm.requests is not None and adm.requests.available(clock.now) == pytest.approx(20)
+    unmarked = Admission(clock=clock)  # a count not tied to a call is taken as it is
+    unmarked.observe(RateLimitInfo(limit_requests=600, remaining_requests=19))
+    unmarked.observe(RateLimitInfo(limit_requests=600, remaining_requests=0))
+    assert not unmarked.try_acquire(0)
+
+
+def test_a_burst_of_429s_halves_the_rate_once() -> None:
+    clock = Clock()
+    adm = Admission(rpm=600, clock=clock)
+    calls = [contextvars.copy_context() for _ in range(3)]
+    for call in calls:
+        assert call.run(adm.try_acquire, 0)
+        call.run(adm.sending)
+    clock.now += 0.1
+    for call in calls:  # three calls that left together, all refused
+        call.run(adm.rate_limited, 0.5)
+    assert adm.requests is not None and adm.requests.factor == 0.5
+    clock.now += 0.5
+    later = contextvars.copy_context()
+    assert later.run(adm.try_acquire, 0)
+    later.run(adm.sending)  # left after the cut: its 429 cuts again
+    later.run(adm.rate_limited, 0.5)
+    assert adm.requests.factor == 0.25

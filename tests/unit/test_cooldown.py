@@ -124,3 +124,31 @@ def test_peer_hears_opens_and_only_a_probe_s_close() -> None:
     breaker.acquire()
     breaker.success()
     assert told == [("opened", 5), ("opened", 10), ("closed", 0.0)]
+
+
+def test_calls_sent_before_an_outage_neither_reset_the_count_nor_close_the_circuit() -> None:
+    """An outage begins while slow calls sent before it are still running: their late
+    successes say nothing about the deployment now."""
+    breaker, clock, _ = _breaker(consecutive_failures=3, cooldown=5.0, min_calls=100)
+    before = breaker.now()
+    clock.now += 1.0  # the outage begins
+    breaker.failure(errors.UpstreamError("down"))
+    clock.now += 0.1
+    breaker.success(before)  # left before the outage
+    breaker.failure(errors.UpstreamError("down"))
+    breaker.success(before)
+    breaker.failure(errors.UpstreamError("down"))
+    assert breaker.state == OPEN  # three in a row, the old successes notwithstanding
+    breaker.success(before)
+    assert breaker.state == OPEN
+    clock.now += 5.0
+    assert breaker.available()
+    breaker.acquire()
+    probe = breaker.now()
+    breaker.success(probe)  # the probe left after the outage began: it closes the circuit
+    assert breaker.state == CLOSED
+    breaker.failure(errors.UpstreamError("one"))
+    breaker.success(breaker.now())  # a call sent after the failure resets the count
+    breaker.failure(errors.UpstreamError("two"))
+    breaker.failure(errors.UpstreamError("three"))
+    assert breaker.state == CLOSED

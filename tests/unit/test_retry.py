@@ -7,7 +7,7 @@ import random
 import pytest
 
 from lockgate.config.loader import ConfigError, parse_config
-from lockgate.core.retry import RetryBudget, backoff
+from lockgate.core.retry import HEDGE_SHARE, RetryBudget, backoff
 
 
 class Clock:
@@ -51,3 +51,12 @@ def test_fallbacks_must_name_other_models() -> None:
         parse_config({"models": [{"name": "a", "deployments": [dep], "fallbacks": ["zz"]}]}, env={})
     assert any("models.a.fallbacks: 'zz' is not another configured model" in p
                for p in info.value.problems)  # fmt: skip
+
+
+def test_hedges_leave_part_of_the_budget_to_retries() -> None:
+    budget = RetryBudget(ratio=0.2, window=10, min_retries=0, clock=Clock())
+    for _ in range(100):
+        budget.record_request()
+    hedges = sum(budget.try_spend(HEDGE_SHARE) for _ in range(30))
+    retries = sum(budget.try_spend() for _ in range(30))
+    assert (hedges, retries) == (15, 5)  # of the 20 (20% of 100)

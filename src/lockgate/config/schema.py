@@ -140,6 +140,9 @@ class RetryConfig(Strict):
 
 class AdmissionConfig(Strict):
     max_wait: Annotated[float, Field(ge=0)] = 30.0  # default longest queue wait per request
+    # A request whose wait for its deployment would be longer than this queues at another
+    # deployment of the group with a shorter wait instead (max_wait is when to give up).
+    spill_wait: Annotated[float, Field(ge=0)] = 1.0
 
 
 class CooldownConfig(Strict):

@@ -8,6 +8,10 @@ in a priority queue instead of being sent to collect 429s; one whose wait would 
 `max_wait` or deadline is refused at once with `QueueFull`, whose retry-after is the
 estimated wait.
 
+A provider counts what is left when a request arrives, and says so when it answers, one
+latency later: `observe` adds back what refilled since that request was sent and takes off
+what this replica sent after it (`sending` marks the moment, per task).
+
 Several replicas: `set_share` gives this replica its part (1/N) of every bucket and of the
 concurrency limit, and an optional `CapacityPeer` is told what this replica learned (a
 limit, a 429's pause) so the others can `adopt_limit`/`adopt_pause` it.
@@ -21,6 +25,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -78,6 +83,21 @@ class Bucket:
         return max(missing, 0.0) / self.rate if self.rate > 0 else float("inf")
 
 
+@dataclass(frozen=True)
+class _Sent:
+    """What an admission had sent when a call left: the answer's count is that old."""
+
+    admission: Admission
+    requests: int
+    tokens: int
+    at: float
+
+
+# Set per task just before an upstream call, read when its answer's headers are observed
+# (a hedge runs in its own task, so each attempt sees its own mark).
+_SENT: ContextVar[_Sent | None] = ContextVar("lockgate_admission_sent", default=None)
+
+
 @dataclass(order=True)
 class _Waiter:
     rank: tuple[int, int]
@@ -105,6 +125,9 @@ class Admission:
         self.requests = Bucket(rpm, now) if rpm else None
         self.tokens = Bucket(tpm, now) if tpm else None
         self._paused_until = 0.0
+        self._sent_requests = 0  # ever taken, to correct a provider's stale remaining count
+        self._sent_tokens = 0
+        self._cut_at = -math.inf  # when a 429 last halved the rates
         self._queue: list[_Waiter] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
@@ -157,8 +180,14 @@ class Admission:
             self.requests.level -= 1
         if self.tokens is not None:
             self.tokens.level -= tokens
+        self._sent_requests += 1
+        self._sent_tokens += tokens
         self.in_flight += 1
         return True
+
+    def sending(self) -> None:
+        """Mark, for the current task, that its admitted call leaves now."""
+        _SENT.set(_Sent(self, self._sent_requests, self._sent_tokens, self._clock()))
 
     def _dispatch(self) -> None:
         queue = self._queue
@@ -239,14 +268,35 @@ class Admission:
             self.tokens = self._adopt(
                 self.tokens, info.limit_tokens, _seen(info.remaining_tokens), now
             )
+        sent = _SENT.get()
+        mark = sent if sent is not None and sent.admission is self else None
         if self.requests is not None and info.remaining_requests is not None:
-            self.requests.level = min(self.requests.available(now), info.remaining_requests)
+            later = self._sent_requests - mark.requests if mark is not None else 0
+            left = self._now_left(self.requests, info.remaining_requests, later, mark, now)
+            self.requests.level = min(self.requests.available(now), left)
         if self.tokens is not None and info.remaining_tokens is not None:
-            self.tokens.level = min(self.tokens.available(now), info.remaining_tokens)
+            later = self._sent_tokens - mark.tokens if mark is not None else 0
+            left = self._now_left(self.tokens, info.remaining_tokens, later, mark, now)
+            self.tokens.level = min(self.tokens.available(now), left)
         if before and (after := self._learned()) != before:
             for kind, old, new in zip(("requests", "tokens"), before, after, strict=True):
                 if new is not None and new != old and self.peer is not None:
                     self.peer.learned(kind, *new)
+
+    @staticmethod
+    def _now_left(
+        bucket: Bucket, remaining: int, later: int, mark: _Sent | None, now: float
+    ) -> float:
+        """The provider's count, brought from when the call left to now: plus what its
+        bucket refilled meanwhile (at the provider's full rate), minus what was sent after
+        the call, at most the bucket's size. Refill and later calls interleave, so the size
+        caps the result, not the refill alone (that would count a slow call's whole refill
+        as lost to a full bucket while later calls drained it). Unmarked (no call of this
+        task): taken as it is."""
+        if mark is None:
+            return float(remaining)
+        refilled = max(now - mark.at, 0.0) * bucket.limit / 60.0
+        return min(remaining + refilled - later, bucket.capacity)
 
     def _learned(self) -> tuple[tuple[float, float] | None, ...]:
         return tuple(
@@ -266,11 +316,19 @@ class Admission:
         return bucket
 
     def rate_limited(self, retry_after: float | None) -> None:
-        """A 429: halve the rates, and send nothing until the provider's wait is over."""
+        """A 429: halve the rates, and send nothing until the provider's wait is over.
+
+        The rates are halved once per burst of 429s, as TCP does per round trip: a 429 for
+        a call that left before the last cut says nothing about the rate since."""
         now = self._clock()
+        sent = _SENT.get()
+        cut = sent is None or sent.admission is not self or sent.at >= self._cut_at
+        if cut:
+            self._cut_at = now
         for bucket in (self.requests, self.tokens):
             if bucket is not None:
-                bucket.factor = max(bucket.factor * 0.5, 0.05)
+                if cut:
+                    bucket.factor = max(bucket.factor * 0.5, 0.05)
                 bucket.available(now)
                 bucket.level = min(bucket.level, 0.0)
         self._paused_until = max(self._paused_until, now + (retry_after or 1.0))

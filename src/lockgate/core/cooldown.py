@@ -51,6 +51,7 @@ class Breaker:
         self._on_transition = on_transition
         self._clock = clock
         self._consecutive = 0
+        self._streak_at = 0.0  # when the current run of consecutive failures began
         self._until = 0.0
         self._cooldown = config.cooldown
         self._probing = False
@@ -120,8 +121,18 @@ class Breaker:
 
     # -- outcomes -----------------------------------------------------------------------
 
-    def success(self) -> None:
+    def now(self) -> float:
+        """The breaker's clock: what a call notes when it leaves, for ``success``."""
+        return self._clock()
+
+    def success(self, left: float | None = None) -> None:
+        """A call succeeded; ``left``: when it was sent (``now()``). A call sent before the
+        current run of failures began (an outage) says nothing about the deployment since:
+        it neither resets the run nor closes the circuit."""
         self._count(failed=False)
+        stale = left is not None and left < self._streak_at
+        if stale and (self._consecutive or self.state != CLOSED):
+            return
         self._consecutive = 0
         if self.state != CLOSED:
             probed = self.state == HALF_OPEN
@@ -136,6 +147,8 @@ class Breaker:
         if not (exc.retryable or isinstance(exc, ProviderAuthError)):
             return
         self._count(failed=True)
+        if self._consecutive == 0 and self.state == CLOSED:
+            self._streak_at = self._clock()
         self._consecutive += 1
         if self.state == HALF_OPEN:
             self._probing = False

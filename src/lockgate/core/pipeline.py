@@ -70,6 +70,7 @@ class Pipeline:
         tasks: TaskTracker,
         retry: RetryConfig | None = None,
         max_wait: float = 30.0,
+        spill_wait: float = 1.0,
         pricer: Pricer | None = None,
         ledger: Ledger | None = None,
         cache: ResponseCache | None = None,
@@ -89,7 +90,9 @@ class Pipeline:
         self.gate: Gate | None = None  # the gateway's own limits and budgets (governance)
         cfg = retry or RetryConfig()
         budget = RetryBudget(cfg.budget_ratio, cfg.budget_window, cfg.budget_min_retries)
-        self.retrier = Retrier(cfg, budget, random.Random(), tasks, max_wait=max_wait)
+        self.retrier = Retrier(
+            cfg, budget, random.Random(), tasks, max_wait=max_wait, spill_wait=spill_wait
+        )
 
     async def authenticate(self, ctx: RequestContext) -> None:
         """Idempotent, so the edge may authenticate before it reads a large body."""
