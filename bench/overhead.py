@@ -324,10 +324,13 @@ def gateway_config(path: Path, port: int, upstreams: dict[str, int]) -> Path:
         f"api_base: 'http://127.0.0.1:{up_port}/v1', api_key: sk-up}}"
         for name, up_port in upstreams.items()
     )
-    # The spend ledger is on, as by default, with its files in the run's temp dir.
+    # The spend ledger is on, as by default, with its files in the run's temp dir
+    # (LOCKGATE_BENCH_LEDGER=0 turns it off, to measure what it costs).
     database = (
         f"database: {{url: 'sqlite:///{path.parent}/lockgate.db', "
         f"spool_path: '{path.parent}/ledger.spool'}}\n"
+        if os.environ.get("LOCKGATE_BENCH_LEDGER", "1") != "0"
+        else "database: null\n"
     )
     path.write_text(
         f"server: {{host: 127.0.0.1, port: {port}, master_key: {API_KEY}}}\n{database}"
