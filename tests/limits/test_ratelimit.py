@@ -10,7 +10,8 @@ import pytest
 
 from lockgate.core.errors import RateLimitExceeded
 from lockgate.features.limit_metrics import LimitMetrics
-from lockgate.features.ratelimit import Grant, RateLimit, openai_duration
+from lockgate.features.ratelimit import Grant, RateLimit
+from lockgate.providers.ratelimits import openai_duration
 from tests.limits.conftest import Clock
 
 Factory = Callable[[], Any]

@@ -7,10 +7,11 @@ import random
 import pytest
 from pydantic import ValidationError
 
+from lockgate.providers.ratelimits import openai_duration
 from lockgate.providers.simulator import SimulatorOptions
 from lockgate.providers.simulator.content import placeholder, reply_pieces
 from lockgate.providers.simulator.errors import SimulatedError
-from lockgate.providers.simulator.faults import RateLimiter, go_duration, in_outage, pick_error
+from lockgate.providers.simulator.faults import RateLimiter, in_outage, pick_error
 from lockgate.providers.simulator.options import parse_distribution, parse_duration
 
 
@@ -93,8 +94,8 @@ def test_options_validation() -> None:
         (3725, "1h2m5s"),
     ],
 )
-def test_go_duration(seconds: float, text: str) -> None:
-    assert go_duration(seconds) == text
+def test_openai_duration(seconds: float, text: str) -> None:
+    assert openai_duration(seconds) == text
 
 
 def test_rate_limiter_refills_continuously() -> None:

@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from lockgate.core.errors import RateLimitExceeded
 from lockgate.features.limit_metrics import LimitMetrics
+from lockgate.providers.ratelimits import openai_duration
 
 US = 1_000_000  # microseconds per second
 # limit name -> (unit, window in seconds, how OpenAI words the window)
@@ -219,23 +220,6 @@ def _headers(
         headers[f"x-ratelimit-remaining-{unit}"] = str(remaining)
         headers[f"x-ratelimit-reset-{unit}"] = openai_duration(max(0, tat - now) / US)
     return headers
-
-
-def openai_duration(seconds: float) -> str:
-    """A duration as OpenAI writes ``x-ratelimit-reset-*``: 59ms, 1s, 1.5s, 6m0s, 1h2m3s."""
-    total_ms = math.ceil(seconds * 1000 - 1e-6)
-    if total_ms <= 0:
-        return "0s"
-    if total_ms < 1000:
-        return f"{total_ms}ms"
-    hours, rest = divmod(total_ms, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".") + "s"
-    if hours:
-        return f"{hours}h{minutes}m{secs}"
-    if minutes:
-        return f"{minutes}m{secs}"
-    return secs
 
 
 class LocalRateLimiter:

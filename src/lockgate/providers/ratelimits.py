@@ -3,6 +3,7 @@ which the OpenAI-compatible providers share), normalised for admission control."
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 from lockgate.core.types import RateLimitInfo
@@ -28,3 +29,20 @@ def _int(value: str | None) -> int | None:
         return int(float(value))
     except ValueError:
         return None
+
+
+def openai_duration(seconds: float) -> str:
+    """A duration as OpenAI writes ``x-ratelimit-reset-*``: 59ms, 1s, 1.5s, 6m0s, 1h2m3s."""
+    total_ms = math.ceil(seconds * 1000 - 1e-6)
+    if total_ms <= 0:
+        return "0s"
+    if total_ms < 1000:
+        return f"{total_ms}ms"
+    hours, rest = divmod(total_ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{secs}"
+    if minutes:
+        return f"{minutes}m{secs}"
+    return secs

@@ -15,7 +15,7 @@ from typing import Any
 from lockgate.core.errors import BadRequest
 
 # The keys of Gemini's Schema object (ai.google.dev/api/caching#Schema).
-_KEPT = frozenset(
+SCHEMA_KEYS = frozenset(
     {
         "type",
         "format",
@@ -93,7 +93,7 @@ def _convert(
             _alternatives(out, value, defs, param, depth)
         elif key == "const":
             out.setdefault("enum", [value])
-        elif key in _KEPT:
+        elif key in SCHEMA_KEYS:
             out[key] = value
     _fix_type(out)
     if isinstance(out.get("properties"), dict):

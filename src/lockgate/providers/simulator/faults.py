@@ -6,26 +6,10 @@ import math
 import random
 from collections.abc import Iterable, Mapping
 
+from lockgate.providers.ratelimits import openai_duration
 from lockgate.providers.simulator.errors import SimulatedError, rate_limited
 
 WINDOW_S = 60.0
-
-
-def go_duration(seconds: float) -> str:
-    """Format a duration as OpenAI's ``x-ratelimit-reset-*`` headers do: 59ms, 1s, 6m0s."""
-    total_ms = math.ceil(seconds * 1000 - 1e-6)
-    if total_ms <= 0:
-        return "0s"
-    if total_ms < 1000:
-        return f"{total_ms}ms"
-    hours, rest = divmod(total_ms, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".") + "s"
-    if hours:
-        return f"{hours}h{minutes}m{secs}"
-    if minutes:
-        return f"{minutes}m{secs}"
-    return secs
 
 
 def retry_headers(wait_s: float) -> dict[str, str]:
@@ -64,7 +48,7 @@ class _Bucket:
     def headers(self, kind: str, out: dict[str, str]) -> None:
         out[f"x-ratelimit-limit-{kind}"] = str(self.limit)
         out[f"x-ratelimit-remaining-{kind}"] = str(max(0, int(self.level)))
-        out[f"x-ratelimit-reset-{kind}"] = go_duration(self.until_full())
+        out[f"x-ratelimit-reset-{kind}"] = openai_duration(self.until_full())
 
 
 class RateLimiter:

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from lockgate.providers.gemini.schema import SCHEMA_KEYS
 from lockgate.providers.simulator.errors import SimulatedError
 
 _TOP_LEVEL = frozenset(
@@ -58,32 +59,6 @@ _PART = frozenset(
         "videoMetadata",
     }
 )
-_SCHEMA = frozenset(
-    {
-        "type",
-        "format",
-        "title",
-        "description",
-        "nullable",
-        "enum",
-        "maxItems",
-        "minItems",
-        "properties",
-        "required",
-        "minProperties",
-        "maxProperties",
-        "minLength",
-        "maxLength",
-        "pattern",
-        "example",
-        "anyOf",
-        "propertyOrdering",
-        "default",
-        "items",
-        "minimum",
-        "maximum",
-    }
-)
 
 
 def invalid_argument(message: str) -> SimulatedError:
@@ -123,7 +98,7 @@ def _listed(value: Any) -> Any:
 
 def check_schema(schema: Any, where: str) -> None:
     """Gemini refuses JSON Schema keys outside its OpenAPI subset, e.g. additionalProperties."""
-    fields = _fields(schema, _SCHEMA, where)
+    fields = _fields(schema, SCHEMA_KEYS, where)
     for name, sub in (fields.get("properties") or {}).items():
         check_schema(sub, f"{where}.properties[{name}].value")
     if "items" in fields:
