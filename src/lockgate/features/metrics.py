@@ -8,7 +8,8 @@ Labels are bounded: model groups and deployments come from config, never from cl
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -170,28 +171,19 @@ class Metrics:
             "lockgate_time_to_first_token_seconds", "Time to the first streamed chunk.",
             ["model", "deployment"], self.ttft_seconds,
         )  # fmt: skip
-        tokens = CounterMetricFamily(
+        yield counter(
             "lockgate_tokens", "Tokens reported by providers, by type.",
-            labels=["model", "deployment", "type"],
+            ["model", "deployment", "type"], self.tokens,
         )  # fmt: skip
-        for labels, count in self.tokens.items():
-            tokens.add_metric(list(labels), count)
-        yield tokens
-        fallbacks = CounterMetricFamily(
+        yield counter(
             "lockgate_fallbacks", "Requests moved to a fallback model group.",
-            labels=["model", "fallback"],
+            ["model", "fallback"], self.fallbacks,
         )  # fmt: skip
-        for (origin, target), count in self.fallbacks.items():
-            fallbacks.add_metric([origin, target], count)
-        yield fallbacks
-        coalesced = CounterMetricFamily(
+        yield counter(
             "lockgate_coalesced_requests",
             "Requests answered by another identical request's upstream call.",
-            labels=["model"],
-        )
-        for model, count in self.coalesced.items():
-            coalesced.add_metric([model], count)
-        yield coalesced
+            ["model"], self.coalesced,
+        )  # fmt: skip
         key_events = CounterMetricFamily(
             "lockgate_provider_key_events",
             "Provider keys taken out of rotation (disabled) or rested after a 429.",
@@ -217,6 +209,16 @@ class Metrics:
         yield GaugeMetricFamily(
             "lockgate_in_flight_requests", "Requests being served now.", value=self.in_flight
         )
+
+
+def counter(
+    name: str, doc: str, labels: list[str], counts: Mapping[Any, float]
+) -> CounterMetricFamily:
+    """A counter family from counts keyed by a label value or a tuple of label values."""
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, value in counts.items():
+        family.add_metric(list(key) if isinstance(key, tuple) else [key], value)
+    return family
 
 
 def _histogram(

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from lockgate.core.types import Usage
+from lockgate.features.metrics import counter
 
 
 class CacheMetrics:
@@ -54,33 +55,21 @@ class CacheMetrics:
         return out
 
     def collect(self) -> Iterator[Metric]:
-        lookups = CounterMetricFamily(
+        yield counter(
             "lockgate_cache_requests",
             "Chat requests by what the response cache did: hit, semantic_hit, miss, refresh, "
             "bypass.",
-            labels=["model", "scope", "result"],
-        )
-        for labels, count in self.lookups.items():
-            lookups.add_metric(list(labels), count)
-        yield lookups
-        writes = CounterMetricFamily(
+            ["model", "scope", "result"], self.lookups,
+        )  # fmt: skip
+        yield counter(
             "lockgate_cache_writes", "Answers stored, or not stored (truncated, refusals...).",
-            labels=["model", "outcome"],
+            ["model", "outcome"], self.writes,
         )  # fmt: skip
-        for pair, count in self.writes.items():
-            writes.add_metric(list(pair), count)
-        yield writes
-        tokens = CounterMetricFamily(
+        yield counter(
             "lockgate_cache_saved_tokens", "Tokens cache hits did not spend upstream.",
-            labels=["model", "type"],
+            ["model", "type"], self.saved_tokens,
         )  # fmt: skip
-        for pair, count in self.saved_tokens.items():
-            tokens.add_metric(list(pair), count)
-        yield tokens
-        usd = CounterMetricFamily(
+        yield counter(
             "lockgate_cache_saved_usd", "USD cache hits saved, at the deployment's prices.",
-            labels=["model"],
+            ["model"], self.saved_usd,
         )  # fmt: skip
-        for model, value in self.saved_usd.items():
-            usd.add_metric([model], value)
-        yield usd
