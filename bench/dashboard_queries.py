@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from lockgate.config.schema import DatabaseConfig
-from lockgate.core.accounting import LedgerRecord
+from lockgate.core.ledger_record import LedgerRecord
 from lockgate.storage import dashboard_queries as q
 from lockgate.storage.database import create_engine
 from lockgate.storage.migrate import upgrade_async
@@ -67,6 +67,7 @@ async def main(rows: int) -> None:
                 print(
                     f"{rows} rows, last {hours:>2} h, {name:<16} {statistics.median(times):7.1f} ms"
                 )
+        await store.close()
         await engine.dispose()
 
 

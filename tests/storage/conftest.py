@@ -94,5 +94,7 @@ async def store(db_config: DatabaseConfig) -> AsyncIterator[SpendStore]:
     """A migrated database of each kind behind a SpendStore."""
     await upgrade_async(db_config)
     engine = await asyncio.to_thread(create_engine, db_config)
-    yield SpendStore(engine)
+    store = SpendStore(engine)
+    yield store
+    await store.close()
     await engine.dispose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lockgate.core.accounting import LedgerRecord
+from lockgate.core.ledger_record import LedgerRecord
 
 # 2026-03-02 10:00 UTC, a Monday.
 MONDAY = 1_772_445_600.0

@@ -58,4 +58,5 @@ async def test_tail_then_follow(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         await proc.wait()
+        await store.close()
         await engine.dispose()

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import time
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from sqlalchemy import select
 
+from lockgate.config.schema import DatabaseConfig
+from lockgate.storage.database import create_engine
+from lockgate.storage.migrate import upgrade_async
 from lockgate.storage.reports import current_usage
 from lockgate.storage.schema import spend_counters, spend_ledger
 from lockgate.storage.spend import SpendStore
@@ -40,3 +48,55 @@ async def test_ids_equal_once_cut_to_the_column_are_stored_and_counted_once(
     async with store.engine.connect() as conn:
         counters = (await conn.execute(select(spend_counters.c.period))).scalars().all()
     assert sorted(counters) == ["daily", "monthly", "none", "weekly"]
+
+
+def test_cut_lengths_are_the_schemas() -> None:
+    """spend_rows keeps the column lengths as literals (the ledger's child process does not
+    load SQLAlchemy); they must be schema.py's."""
+    from sqlalchemy import String
+
+    from lockgate.storage.spend_rows import LENGTHS
+
+    assert {
+        f"{table.name}.{c.name}": c.type.length
+        for table in (spend_ledger, spend_counters)
+        for c in table.columns
+        if isinstance(c.type, String) and c.type.length is not None
+    } == LENGTHS
+
+
+async def test_a_sqlite_writer_process_that_dies_is_replaced_and_nothing_counts_twice(
+    tmp_path: Path,
+) -> None:
+    cfg = DatabaseConfig(url=f"sqlite:///{tmp_path}/lockgate.db", spool_path=None)
+    await upgrade_async(cfg)
+    engine = await asyncio.to_thread(create_engine, cfg)
+    store = SpendStore(engine)
+    try:
+        assert await store.write([make_record("req-1"), make_record("req-2")]) == 2
+        first = store.sqlite_child_pid()
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        await asyncio.to_thread(_wait_gone, first)
+        # The same batch again (as after a lost answer) plus a new record: one is new.
+        assert await store.write([make_record("req-2"), make_record("req-3")]) == 1
+        assert store.sqlite_child_pid() not in (None, first)
+        usage = await current_usage(engine, "key", "key-a", date(2026, 3, 2))
+        assert usage["none"].requests == 3
+    finally:
+        await store.close()
+        await engine.dispose()
+    assert store.sqlite_child_pid() is None
+
+
+def _wait_gone(pid: int) -> None:
+    """Until the process has exited (a zombie until its parent polls it, or reaped)."""
+    for _ in range(500):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return
+        if stat[stat.rindex(")") + 2] in "ZX":
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} still running")

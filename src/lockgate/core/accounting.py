@@ -12,11 +12,12 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import orjson
 
 from lockgate.core.errors import GatewayError
+from lockgate.core.ledger_record import LedgerRecord
 from lockgate.core.types import JSON, Chunk, ChunkStream, RequestContext, Usage
 
 NANOS_PER_USD = 10**9
@@ -38,51 +39,6 @@ class Ledger(Protocol):
     def record(self, record: LedgerRecord) -> None:
         """Take a record for writing later; never blocks, never raises."""
         ...
-
-
-class LedgerRecord(NamedTuple):
-    """One client request, as billed. A plain tuple: built positionally on the request
-    path, it costs one allocation; the writer turns it into database rows."""
-
-    request_id: str
-    started_at: float  # unix seconds
-    key_id: str
-    user_id: str | None
-    team_id: str | None
-    endpoint: str
-    model_group: str
-    deployment: str
-    provider: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    cache_creation_tokens: int
-    reasoning_tokens: int
-    cost_nanos: int
-    priced: bool
-    usage_estimated: bool
-    cache_hit: bool
-    coalesced: bool
-    stream: bool
-    latency_ms: int
-    status: str
-    http_status: int
-    attempts: int
-    # Request-log fields; defaults so that records spooled by an older version still load.
-    fallback: bool = False
-    hedged: bool = False
-    cache_status: str = ""  # hit, miss, refresh, bypass; "" without a response cache
-    ttft_ms: int | None = None  # a stream's time to its first chunk
-    error_type: str | None = None  # the error's class name when the request failed
-    bodies: str | None = None  # redacted JSON of the request (and answer), when enabled
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(zip(self._fields, self, strict=True))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LedgerRecord:
-        return cls(**data)
 
 
 def ledger_record(

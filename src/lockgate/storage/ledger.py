@@ -22,7 +22,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from lockgate.config.schema import DatabaseConfig
-from lockgate.core.accounting import LedgerRecord
+from lockgate.core.ledger_record import LedgerRecord
 from lockgate.core.tasks import TaskTracker
 from lockgate.storage.spend import SpendStore
 from lockgate.storage.spool import Spool

@@ -6,7 +6,7 @@ are incremented only for the rows that were actually inserted, with atomic upser
 (`spent = spent + excluded.spent`) so that concurrent writers never lose an increment.
 Rows and counters are always locked in the same order (request id, then counter key), so
 two writers cannot deadlock each other. The SQL itself is the driver's business:
-`spend_sqlite` (sqlite3 in a thread of its own) and `spend_pg` (asyncpg).
+`spend_sqlite` (sqlite3 in a child process of its own) and `spend_pg` (asyncpg).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from lockgate.core.accounting import LedgerRecord
+from lockgate.core.ledger_record import LedgerRecord
 from lockgate.storage.spend_pg import write_pg
 from lockgate.storage.spend_sqlite import SqliteSpendWriter
 
@@ -57,6 +57,10 @@ class SpendStore:
                 raise NotImplementedError(f"no ledger writer for {engine.url.drivername}")
             self._sqlite = SqliteSpendWriter(path, self._timeout)
         return await self._sqlite.write(ordered)
+
+    def sqlite_child_pid(self) -> int | None:
+        """The SQLite writer's process id while it runs."""
+        return self._sqlite.child_pid if self._sqlite is not None else None
 
     async def close(self) -> None:
         if self._sqlite is not None:

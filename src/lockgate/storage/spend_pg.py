@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from lockgate.core.accounting import LedgerRecord
+from lockgate.core.ledger_record import LedgerRecord
 from lockgate.storage.spend_rows import (
     COUNTER_COLUMNS,
     COUNTER_KEY,

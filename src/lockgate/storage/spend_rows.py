@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String
-
-from lockgate.core.accounting import LedgerRecord
-from lockgate.storage.schema import spend_counters, spend_ledger
+if TYPE_CHECKING:
+    from lockgate.core.ledger_record import LedgerRecord
 
 EPOCH = date(1970, 1, 1)
 
@@ -33,21 +31,24 @@ COUNTER_COLUMNS = (
 )  # fmt: skip
 COUNTER_KEY = COUNTER_COLUMNS[:4]
 # A value longer than its column would fail the whole batch on PostgreSQL, again at every
-# retry: cut it to fit instead (ids and names come from config and clients).
-_LENGTHS = {
-    f"{table.name}.{c.name}": c.type.length
-    for table in (spend_ledger, spend_counters)
-    for c in table.columns
-    if isinstance(c.type, String) and c.type.length is not None
-}
+# retry: cut it to fit instead (ids and names come from config and clients). The lengths
+# are schema.py's (a test holds them equal): this module is imported by the ledger's child
+# process, which must not load SQLAlchemy.
+LENGTHS = {
+    "spend_ledger.request_id": 160, "spend_ledger.key_id": 64, "spend_ledger.user_id": 64,
+    "spend_ledger.team_id": 64, "spend_ledger.endpoint": 32, "spend_ledger.model_group": 200,
+    "spend_ledger.deployment": 200, "spend_ledger.provider": 64, "spend_ledger.model": 200,
+    "spend_ledger.status": 32, "spend_ledger.cache_status": 16, "spend_ledger.error_type": 64,
+    "spend_counters.scope_kind": 8, "spend_counters.scope_id": 64, "spend_counters.period": 8,
+}  # fmt: skip
 _RID, _KEY, _USER, _TEAM, _END, _GROUP, _DEPLOYMENT, _PROV, _MODEL, _STATUS, _CACHE, _ERR = (
-    _LENGTHS[f"spend_ledger.{name}"]
+    LENGTHS[f"spend_ledger.{name}"]
     for name in (
         "request_id", "key_id", "user_id", "team_id", "endpoint", "model_group",
         "deployment", "provider", "model", "status", "cache_status", "error_type",
     )
 )  # fmt: skip
-_SCOPE = _LENGTHS["spend_counters.scope_id"]
+_SCOPE = LENGTHS["spend_counters.scope_id"]
 
 
 def period_starts(day: date) -> dict[str, date]:

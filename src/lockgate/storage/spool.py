@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from lockgate.core.accounting import LedgerRecord
+from lockgate.core.ledger_record import LedgerRecord
 
 log = logging.getLogger(__name__)
 
