@@ -1,167 +1,198 @@
-"""What governance costs a request: auth by virtual key (cached), rate limits, a budget and
-the ledger, against no governance, at concurrency 64.
+"""What governance costs: auth by virtual key, rate limits, a budget and the spend ledger,
+against the core path, at concurrency 64, measured as `bench/overhead.py` measures.
 
-    .venv/bin/python bench/governance.py [--seconds 10] [--redis URL] [--postgres URL]
+    .venv/bin/python bench/governance.py [--seconds 10] [--rounds 3]
+        [--redis redis://127.0.0.1:6379/0] [--postgres postgresql://...:5432/test]
 
-One event loop (uvloop) runs the simulator (no delay), the gateway under test and an
-aiohttp client with 64 requests in flight. Variants, each measured for ``--seconds`` after a
-warm-up, in turn:
+The gateway runs alone on core 0 (`taskset -c 0`, its ledger writer process with it);
+wrk (`-t1 -c64`), the simulator upstream (no delay), Redis and PostgreSQL on core 1. At
+c64 the gateway's core is saturated, so requests/s measure its CPU per request. Variants,
+each a fresh gateway (started, warmed 2 s, measured ``--seconds``, stopped), in turn
+within each round; each variant's median round is reported:
 
-- `none`: master key, no database (`database: null`): no auth lookup, no limits, no ledger;
-- `ledger only`: master key with a SQLite ledger: the ledger's share of the cost;
-- `memory`: SQLite file; a virtual key with key rpm/tpm limits, a team tpm limit and a
-  monthly budget (all far above the load): in-process engines, ledger rows written;
-- `redis+postgres` (with --redis and --postgres): the same on a fresh PostgreSQL database
-  (dropped at the end) with the Redis engines (keys under a fresh prefix, deleted at the end).
+- `core`: master key, `database: null`: no key lookup, no limits, no ledger;
+- `ledger only`: master key with the SQLite ledger (the default set-up);
+- `memory`: SQLite, and a virtual key (cached) with key RPM and TPM limits, a team TPM
+  limit and a monthly key budget, all far above the load: in-process limits and budgets,
+  a ledger row per request;
+- `redis+postgres` (with --redis and --postgres): the same key on a fresh PostgreSQL
+  database (dropped at the end) with limits and budgets in Redis (keys under a fresh
+  prefix, deleted at the end).
 
-Prints requests/s per variant and the drop against `none` (target: less than 20%). The
-client and the simulator share the process, so absolute figures are low; the ratio is the
-point.
+Prints requests/s per variant and the drop against `core` (target: less than 20%).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
+import http.client
+import statistics
+import sys
 import tempfile
-import time
 import uuid
+from pathlib import Path
 from typing import Any
 
-import aiohttp
-import asyncpg
-import uvloop
-from aiohttp import web
+import orjson
 
-from lockgate.app import build_app
-from lockgate.config.loader import parse_config
-from lockgate.providers.simulator import Simulator, SimulatorOptions
+import benchlib
+from benchlib import ROOT, BenchError, Service
 
+GATEWAY_CORE, LOAD_CORE = "0", "1"
 MASTER = "sk-bench-master"
-CONCURRENCY = 64
+CONNECTIONS = 64
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
 
 
-async def _gateway(api_base: str, sections: dict[str, Any]) -> tuple[web.AppRunner, str]:
-    raw: dict[str, Any] = {
-        "server": {"master_key": MASTER},
-        "models": [{"name": "m", "deployments": [
-            {"provider": "openai", "model": "gpt-4o-mini", "api_base": api_base, "api_key": "k"}
-        ]}],
-        **sections,
-    }  # fmt: skip
-    runner = web.AppRunner(build_app(parse_config(raw, env={})), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+def _config(path: Path, port: int, upstream: int, database: str, redis: str) -> Path:
+    path.write_text(
+        f"server: {{host: 127.0.0.1, port: {port}, master_key: {MASTER}}}\n"
+        f"{database}{redis}models:\n  - name: m\n    deployments:\n"
+        f"      - {{provider: openai, model: gpt-4o-mini, "
+        f"api_base: 'http://127.0.0.1:{upstream}/v1', api_key: sk-up}}\n"
+    )
+    return path
 
 
-async def _admin(http: aiohttp.ClientSession, url: str, method: str, path: str, body: Any) -> Any:
-    headers = {"Authorization": f"Bearer {MASTER}"}
-    async with http.request(method, url + path, json=body, headers=headers) as resp:
-        data = await resp.json()
-        if resp.status >= 300:
-            raise RuntimeError(f"{path}: {resp.status} {data}")
-        return data
+def _admin(port: int, method: str, path: str, body: Any) -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Authorization": f"Bearer {MASTER}", "Content-Type": "application/json"}
+        conn.request(method, path, orjson.dumps(body), headers)
+        resp = conn.getresponse()
+        data = orjson.loads(resp.read())
+    finally:
+        conn.close()
+    if resp.status >= 300:
+        raise BenchError(f"{method} {path}: {resp.status} {data}")
+    return data
 
 
-async def _virtual_key(http: aiohttp.ClientSession, url: str) -> str:
-    await _admin(http, url, "POST", "/admin/teams", {"id": "bench", "name": "bench"})
-    await _admin(http, url, "PUT", "/admin/teams/bench/limits", {"tpm": 10**9})
-    created = await _admin(http, url, "POST", "/admin/keys", {"team_id": "bench"})
+def _virtual_key(port: int, team: str) -> str:
+    _admin(port, "POST", "/admin/teams", {"id": team, "name": team})
+    _admin(port, "PUT", f"/admin/teams/{team}/limits", {"tpm": 10**9})
+    created = _admin(port, "POST", "/admin/keys", {"team_id": team})
     key_id = created["id"]
-    await _admin(http, url, "PUT", f"/admin/keys/{key_id}/limits", {"rpm": 10**8, "tpm": 10**9})
-    await _admin(http, url, "PUT", f"/admin/keys/{key_id}/budgets", {"limit_usd": "1000000"})
+    _admin(port, "PUT", f"/admin/keys/{key_id}/limits", {"rpm": 10**8, "tpm": 10**9})
+    _admin(port, "PUT", f"/admin/keys/{key_id}/budgets", {"limit_usd": "1000000"})
     return str(created["key"])
 
 
-async def _load(http: aiohttp.ClientSession, url: str, key: str, seconds: float) -> float:
-    headers = {"Authorization": f"Bearer {key}"}
-    done = 0
-    stop = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            async with http.post(f"{url}/v1/chat/completions", json=BODY, headers=headers) as r:
-                await r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"status {r.status}: {(await r.read())[:200]!r}")
-            done += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    return done / (time.perf_counter() - started)
-
-
-async def _variant(sim: Simulator, name: str, sections: dict[str, Any], seconds: float) -> float:
-    runner, url = await _gateway(sim.base_url, sections)
-    try:
-        connector = aiohttp.TCPConnector(limit=CONCURRENCY)
-        async with aiohttp.ClientSession(connector=connector) as http:
-            key = MASTER if name == "none" else await _virtual_key(http, url)
-            await _load(http, url, key, min(2.0, seconds))  # warm-up
-            return await _load(http, url, key, seconds)
-    finally:
-        await runner.cleanup()
+def _variant(
+    tmp: Path, upstream: Service, upstream_port: int, name: str, sections: tuple[str, str],
+    virtual: bool, seconds: float, n: int,
+) -> benchlib.Measured:  # fmt: skip
+    port = benchlib.free_port()
+    config = _config(tmp / f"{name}-{n}.yaml".replace(" ", "_"), port, upstream_port, *sections)
+    argv = [sys.executable, "-m", "lockgate", "serve", "--config", str(config)]
+    gateway = Service(f"gateway-{n}", argv, GATEWAY_CORE, tmp, cwd=ROOT)
+    with benchlib.running(gateway):
+        gateway.wait_ready(f"http://127.0.0.1:{port}/health/ready")
+        key = _virtual_key(port, f"bench{n}") if virtual else MASTER
+        script = benchlib.write_wrk_script(tmp / f"wrk-{n}.lua", BODY, key)
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        benchlib.warm_up(url, script, connections=CONNECTIONS, seconds=2)
+        measured = benchlib.measure(
+            gateway, upstream, url, connections=CONNECTIONS, duration_s=seconds,
+            script=script, cores=LOAD_CORE,
+        )  # fmt: skip
+    if measured.wrk.error_count:
+        raise BenchError(f"{name}: wrk errors {measured.wrk.errors}")
+    return measured
 
 
-async def main(seconds: float, redis_url: str | None, postgres_url: str | None) -> None:
-    sim = Simulator(SimulatorOptions())
-    await sim.start(host="127.0.0.1", port=0)
-    results: dict[str, float] = {}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            results["none"] = await _variant(sim, "none", {"database": None}, seconds)
-            ledger = {"database": {"url": f"sqlite:///{tmp}/l.db", "spool_path": None}}
-            results["ledger only"] = await _variant(sim, "none", ledger, seconds)
-            memory = {"database": {"url": f"sqlite:///{tmp}/bench.db", "spool_path": None}}
-            results["memory"] = await _variant(sim, "memory", memory, seconds)
-        if redis_url and postgres_url:
-            name = f"lockgate_bench_{uuid.uuid4().hex[:12]}"
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--redis", help="e.g. redis://127.0.0.1:6379/0")
+    parser.add_argument("--postgres", help="e.g. postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    results: dict[str, list[benchlib.Measured]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="lockgate-gov-") as tmp_name,
+        contextlib.ExitStack() as stack,
+    ):
+        tmp = Path(tmp_name)
+        up_port = benchlib.free_port()
+        argv = [sys.executable, "-m", "lockgate.providers.simulator", "--port", str(up_port)]
+        upstream = Service("upstream", [*argv, "--latency", "0ms"], LOAD_CORE, tmp, cwd=ROOT)
+        stack.enter_context(benchlib.running(upstream))
+        upstream.wait_ready(f"http://127.0.0.1:{up_port}/v1/models")
+        variants: dict[str, tuple[tuple[str, str], bool]] = {
+            "core": (("database: null\n", ""), False),
+            "ledger only": ((_sqlite(tmp, "ledger"), ""), False),
+            "memory": ((_sqlite(tmp, "memory"), ""), True),
+        }
+        if args.redis and args.postgres:
+            database = stack.enter_context(_postgres(args.postgres))
             prefix = f"lgbench:{uuid.uuid4().hex[:8]}:"
-            admin = postgres_url.rsplit("/", 1)[0]
-            conn = await asyncpg.connect(postgres_url)
-            await conn.execute(f'CREATE DATABASE "{name}"')
-            try:
-                shared = {
-                    "database": {"url": f"{admin}/{name}", "spool_path": None},
-                    "redis": {"url": redis_url, "prefix": prefix},
-                }
-                results["redis+postgres"] = await _variant(sim, "shared", shared, seconds)
-            finally:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                await conn.close()
-                await _forget(redis_url, prefix)
-    finally:
-        await sim.stop()
-    base = results["none"]
-    for variant, rate in results.items():
+            stack.callback(_forget, args.redis, prefix)
+            redis = f"redis: {{url: '{args.redis}', prefix: '{prefix}'}}\n"
+            variants["redis+postgres"] = ((f"database: {{url: '{database}'}}\n", redis), True)
+        n = 0
+        for _ in range(args.rounds):
+            for name, (sections, virtual) in variants.items():
+                n += 1
+                m = _variant(tmp, upstream, up_port, name, sections, virtual, args.seconds, n)
+                results.setdefault(name, []).append(m)
+                print(
+                    f"  {name:15} {m.wrk.rps:8,.0f} req/s, gateway CPU"
+                    f" {m.cpu_ms_per_request:.3f} ms/req ({m.busy:.0%} of its core)",
+                    flush=True,
+                )
+    base = statistics.median(m.wrk.rps for m in results["core"])
+    print(f"\nmedian of {args.rounds} rounds, {args.seconds:g} s each, c{CONNECTIONS}:")
+    for name, runs in results.items():
+        rate = statistics.median(m.wrk.rps for m in runs)
+        cpu = statistics.median(m.cpu_ms_per_request for m in runs)
         drop = (1 - rate / base) * 100
         verdict = (
-            "" if variant == "none" else f"  {drop:5.1f}% fewer  {'PASS' if drop < 20 else 'FAIL'}"
+            "" if name == "core" else f"  {drop:5.1f}% fewer  {'PASS' if drop < 20 else 'FAIL'}"
         )
-        print(f"{variant:15} {rate:8.0f} req/s{verdict}")
+        print(f"{name:15} {rate:8,.0f} req/s  {cpu:.3f} ms CPU/req{verdict}")
+    return 0
 
 
-async def _forget(redis_url: str, prefix: str) -> None:
-    from redis.asyncio import Redis
+def _sqlite(tmp: Path, name: str) -> str:
+    return f"database: {{url: 'sqlite:///{tmp}/{name}.db', spool_path: null}}\n"
 
-    client = Redis.from_url(redis_url)
+
+@contextlib.contextmanager
+def _postgres(server_url: str) -> Any:
+    """A fresh database on ``server_url``'s server, dropped at the end."""
+    import asyncio
+
+    import asyncpg
+
+    name = f"lockgate_bench_{uuid.uuid4().hex[:12]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
     try:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
+        yield f"{server_url.rsplit('/', 1)[0]}/{name}"
     finally:
-        await client.aclose()
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _forget(redis_url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--redis", help="e.g. redis://127.0.0.1:6379/0")
-    parser.add_argument(
-        "--postgres", help="a server URL, e.g. postgresql://postgres@127.0.0.1:5432/test"
-    )
-    args = parser.parse_args()
-    uvloop.run(main(args.seconds, args.redis, args.postgres))
+    benchlib.run_main(main)

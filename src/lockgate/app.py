@@ -197,8 +197,8 @@ def governor(
     limiter: RateLimiter
     budgets: BudgetEngine
     if redis is not None:
-        limiter = RedisRateLimiter(redis, metrics=metrics.limits)
-        budgets = RedisBudgets(redis, metrics=metrics.limits)
+        limiter = RedisRateLimiter(redis, tasks=tasks, metrics=metrics.limits)
+        budgets = RedisBudgets(redis, tasks=tasks, metrics=metrics.limits)
     else:
         limiter = LocalRateLimiter(metrics=metrics.limits)
         budgets = LocalBudgets(metrics=metrics.limits)

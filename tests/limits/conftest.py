@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from lockgate.config.schema import RedisConfig
+from lockgate.core.tasks import TaskTracker
 from lockgate.features.budgets import LocalBudgets
 from lockgate.features.budgets_redis import RedisBudgets
 from lockgate.features.limit_metrics import LimitMetrics
@@ -85,7 +86,7 @@ def make_limiter(
         return lambda: LocalRateLimiter(metrics=metrics, clock=clock)
     url = request.getfixturevalue("redis_url")
     shared: SharedFactory = request.getfixturevalue("shared_redis")
-    return lambda: RedisRateLimiter(shared(url), metrics=metrics, clock=clock)
+    return lambda: RedisRateLimiter(shared(url), tasks=TaskTracker(), metrics=metrics, clock=clock)
 
 
 @pytest.fixture
@@ -96,7 +97,9 @@ def make_budgets(
         return lambda **kw: LocalBudgets(metrics=metrics, clock=clock, **kw)
     url = request.getfixturevalue("redis_url")
     shared: SharedFactory = request.getfixturevalue("shared_redis")
-    return lambda **kw: RedisBudgets(shared(url), metrics=metrics, clock=clock, **kw)
+    return lambda **kw: RedisBudgets(
+        shared(url), tasks=TaskTracker(), metrics=metrics, clock=clock, **kw
+    )
 
 
 class Switch:

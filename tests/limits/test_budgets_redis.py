@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from lockgate.core.errors import BudgetExceeded
+from lockgate.core.tasks import TaskTracker
 from lockgate.features.budgets import Budget, Reservation
 from lockgate.features.budgets_redis import RedisBudgets
 from lockgate.features.limit_metrics import LimitMetrics
@@ -20,7 +21,10 @@ async def test_replicas_share_one_budget(
 ) -> None:
     """Five replicas, 50 concurrent reservations of 100 against a budget of 1,000: ten are
     held, whichever replica they reached; the in-flight total never passes the limit."""
-    replicas = [RedisBudgets(shared_redis(url=redis_url), clock=clock) for _ in range(5)]
+    replicas = [
+        RedisBudgets(shared_redis(url=redis_url), tasks=TaskTracker(), clock=clock)
+        for _ in range(5)
+    ]
     budget = Budget("team", "t1", limit=1000, period="monthly")
 
     async def reserve(engine: RedisBudgets) -> Reservation | None:
@@ -41,8 +45,12 @@ async def test_replicas_share_one_budget(
 async def test_a_crashed_replicas_reservation_expires_for_the_others(
     redis_url: str, shared_redis: SharedFactory, clock: Clock
 ) -> None:
-    crashed = RedisBudgets(shared_redis(url=redis_url), clock=clock, reservation_ttl=30)
-    survivor = RedisBudgets(shared_redis(url=redis_url), clock=clock, reservation_ttl=30)
+    crashed = RedisBudgets(
+        shared_redis(url=redis_url), tasks=TaskTracker(), clock=clock, reservation_ttl=30
+    )
+    survivor = RedisBudgets(
+        shared_redis(url=redis_url), tasks=TaskTracker(), clock=clock, reservation_ttl=30
+    )
     budget = Budget("key", "k1", limit=100, period="daily")
     await crashed.reserve([budget], 100)
     with pytest.raises(BudgetExceeded):
@@ -55,7 +63,7 @@ async def test_period_keys_expire_a_day_after_their_period(
     redis_url: str, redis_prefix: str, shared_redis: SharedFactory, clock: Clock
 ) -> None:
     shared = shared_redis(url=redis_url)
-    engine = RedisBudgets(shared, clock=clock)
+    engine = RedisBudgets(shared, tasks=TaskTracker(), clock=clock)
     clock.set(datetime(2026, 3, 4, 18, 0, tzinfo=UTC))
     daily = Budget("key", "k 1", limit=100, period="daily")
     total = Budget("team", "t1", limit=100)
@@ -71,7 +79,9 @@ async def test_an_unreachable_redis_fails_open_to_local_budgets(
     shared_redis: SharedFactory, clock: Clock, metrics: LimitMetrics
 ) -> None:
     shared = shared_redis(url=f"redis://127.0.0.1:{closed_port()}/0", socket_timeout=0.2)
-    engine = RedisBudgets(shared, metrics=metrics, clock=clock, probe_interval=60)
+    engine = RedisBudgets(
+        shared, tasks=TaskTracker(), metrics=metrics, clock=clock, probe_interval=60
+    )
     budget = Budget("key", "k1", limit=100, period="daily")
     started = time.perf_counter()
     reservation = await engine.reserve([budget], 80)
@@ -91,7 +101,9 @@ async def test_a_settle_while_redis_is_away_is_counted_locally_and_redis_recover
     switch = Switch((host, int(port)))
     await switch.on()
     shared = shared_redis(url=f"redis://127.0.0.1:{switch.port}/0", socket_timeout=0.2)
-    engine = RedisBudgets(shared, metrics=metrics, clock=clock, probe_interval=0.05)
+    engine = RedisBudgets(
+        shared, tasks=TaskTracker(), metrics=metrics, clock=clock, probe_interval=0.05
+    )
     budget = Budget("key", "k1", limit=100, period="daily")
     reservation = await engine.reserve([budget], 40)
     assert reservation.backend == "redis"

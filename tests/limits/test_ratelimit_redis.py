@@ -9,6 +9,7 @@ import time
 import pytest
 
 from lockgate.core.errors import RateLimitExceeded
+from lockgate.core.tasks import TaskTracker
 from lockgate.features.limit_metrics import LimitMetrics
 from lockgate.features.ratelimit import RateLimit
 from lockgate.features.ratelimit_redis import RedisRateLimiter
@@ -21,7 +22,10 @@ async def test_replicas_enforce_one_limit_not_n(
 ) -> None:
     """Five replicas (each its own client and connection pool) hammer one key's limits
     concurrently: exactly the limit is admitted in total, on every limit."""
-    replicas = [RedisRateLimiter(shared_redis(url=redis_url), clock=clock) for _ in range(5)]
+    replicas = [
+        RedisRateLimiter(shared_redis(url=redis_url), tasks=TaskTracker(), clock=clock)
+        for _ in range(5)
+    ]
     limits = [RateLimit("key", "k1", rpm=50), RateLimit("team", "t1", tpm=10_000)]
 
     async def hammer(limiter: RedisRateLimiter) -> int:
@@ -39,8 +43,8 @@ async def test_replicas_enforce_one_limit_not_n(
 async def test_the_redis_server_clock_by_default(
     redis_url: str, shared_redis: SharedFactory
 ) -> None:
-    first = RedisRateLimiter(shared_redis(url=redis_url))
-    second = RedisRateLimiter(shared_redis(url=redis_url))
+    first = RedisRateLimiter(shared_redis(url=redis_url), tasks=TaskTracker())
+    second = RedisRateLimiter(shared_redis(url=redis_url), tasks=TaskTracker())
     limits = [RateLimit("key", "k1", rpm=3)]
     results = [await admitted(r, limits) for r in (first, second, first, second, first)]
     assert [r is not None for r in results] == [True, True, True, False, False]
@@ -53,7 +57,7 @@ async def test_keys_live_under_the_prefix_and_expire(
     redis_url: str, redis_prefix: str, shared_redis: SharedFactory
 ) -> None:
     shared = shared_redis(url=redis_url)
-    limiter = RedisRateLimiter(shared)
+    limiter = RedisRateLimiter(shared, tasks=TaskTracker())
     await limiter.check([RateLimit("key", "a:b/c", rpm=60, tpd=1000)], tokens=10)
     keys = sorted([k.decode() async for k in shared.client.scan_iter(match=f"{redis_prefix}*")])
     assert keys == [
@@ -72,7 +76,9 @@ async def test_an_unreachable_redis_fails_open_fast_and_is_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     shared = shared_redis(url=f"redis://127.0.0.1:{closed_port()}/0", socket_timeout=0.2)
-    limiter = RedisRateLimiter(shared, metrics=metrics, clock=clock, probe_interval=60)
+    limiter = RedisRateLimiter(
+        shared, tasks=TaskTracker(), metrics=metrics, clock=clock, probe_interval=60
+    )
     limits = [RateLimit("key", "k1", rpm=2)]
     started = time.perf_counter()
     with caplog.at_level(logging.WARNING, logger="lockgate.limits"):
@@ -91,7 +97,9 @@ async def test_a_hung_redis_costs_one_bounded_wait(
     shared_redis: SharedFactory, silent_server: Silent, clock: Clock
 ) -> None:
     url = f"redis://127.0.0.1:{silent_server.port}/0"
-    limiter = RedisRateLimiter(shared_redis(url=url, socket_timeout=0.2), probe_interval=0.3)
+    limiter = RedisRateLimiter(
+        shared_redis(url=url, socket_timeout=0.2), tasks=TaskTracker(), probe_interval=0.3
+    )
     limits = [RateLimit("key", "k1", rpm=1000)]
     started = time.perf_counter()
     grant = await limiter.check(limits)
@@ -123,7 +131,9 @@ async def test_back_to_redis_when_it_answers_again(
     switch = Switch((host, int(port)))
     await switch.on()
     shared = shared_redis(url=f"redis://127.0.0.1:{switch.port}/0", socket_timeout=0.2)
-    limiter = RedisRateLimiter(shared, metrics=metrics, clock=clock, probe_interval=0.05)
+    limiter = RedisRateLimiter(
+        shared, tasks=TaskTracker(), metrics=metrics, clock=clock, probe_interval=0.05
+    )
     limits = [RateLimit("key", "k1", rpm=100)]
     assert (await limiter.check(limits)).ticket.backend == "redis"
     await switch.off()
@@ -146,7 +156,7 @@ async def test_a_settle_while_redis_is_away_charges_the_local_cells(
     switch = Switch((host, int(port)))
     await switch.on()
     shared = shared_redis(url=f"redis://127.0.0.1:{switch.port}/0", socket_timeout=0.2)
-    limiter = RedisRateLimiter(shared, clock=clock, probe_interval=60)
+    limiter = RedisRateLimiter(shared, tasks=TaskTracker(), clock=clock, probe_interval=60)
     limits = [RateLimit("key", "k1", tpm=1000)]
     grant = await limiter.check(limits, tokens=100)
     assert grant.ticket.backend == "redis"
@@ -165,7 +175,9 @@ async def test_a_redis_that_refuses_scripts_is_not_silently_per_replica(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     shared = shared_redis(url=f"redis://127.0.0.1:{refusing_server}/0", socket_timeout=0.2)
-    limiter = RedisRateLimiter(shared, metrics=metrics, clock=clock, probe_interval=60)
+    limiter = RedisRateLimiter(
+        shared, tasks=TaskTracker(), metrics=metrics, clock=clock, probe_interval=60
+    )
     with caplog.at_level(logging.ERROR, logger="lockgate.limits"):
         grant = await limiter.check([RateLimit("key", "k1", rpm=10)])
     assert grant.ticket.backend == "local"  # still enforced, never failed

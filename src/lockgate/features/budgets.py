@@ -18,6 +18,7 @@ Amounts are ints of ``money.MONEY_UNIT``.
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import math
 import os
@@ -68,10 +69,14 @@ class Hold:
     period: str  # "d2026-11-24", "w2026-11-23", "m2026-11-01" (the start), or "total"
     resets_at: float | None  # epoch seconds of the next period, None for ever
     floor: int  # the ledger's spend for this period, or -1 when it does not apply
+    key: str = field(init=False)  # the counters' name: scope, id and period
+    alerts: tuple[tuple[str, int], ...] = field(init=False)  # (label, amount) to alert at
 
-    @property
-    def key(self) -> str:
-        return f"{self.budget.scope}:{quote(self.budget.scope_id, safe='')}:{self.period}"
+    def __post_init__(self) -> None:
+        budget = self.budget
+        key = f"{budget.scope}:{quote(budget.scope_id, safe='')}:{self.period}"
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "alerts", tuple(budget.alert_amounts()))
 
     def keep_until(self) -> float | None:
         """When the counters may be dropped: after the period, once late settles are in."""
@@ -143,8 +148,35 @@ def plan(budgets: Iterable[Budget], now: float) -> list[Hold]:
     return list(holds.values())
 
 
+class Plans:
+    """``plan`` remembered per budgets tuple (by identity, kept so that its id cannot be
+    reused) for the UTC day: periods start and end at midnight."""
+
+    _MAX = 10_000
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[object, int, list[Hold]]] = {}
+
+    def __call__(self, budgets: Iterable[Budget], now: float) -> list[Hold]:
+        day = int(now // 86_400)
+        found = self._seen.get(id(budgets))
+        if found is not None and found[0] is budgets and found[1] == day:
+            return found[2]
+        if len(self._seen) >= self._MAX:
+            self._seen.clear()
+        holds = plan(budgets, now)
+        self._seen[id(budgets)] = (budgets, day, holds)
+        return holds
+
+
+# Reservation ids: unique across replicas (a random per-process prefix) and cheap (a
+# counter, not a random read per request).
+_ID_PREFIX = os.urandom(6).hex()
+_ID_COUNTER = itertools.count(1)
+
+
 def new_id() -> str:
-    return os.urandom(9).hex()
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
 
 
 def refusal(
@@ -226,6 +258,7 @@ class LocalBudgets:
         reservation_ttl: float = DEFAULT_RESERVATION_TTL,
     ) -> None:
         self._counters: dict[str, _Counters] = {}
+        self._plans = Plans()
         self._metrics = metrics
         self._clock = clock
         self.reservation_ttl = reservation_ttl
@@ -250,7 +283,7 @@ class LocalBudgets:
             }
 
     async def reserve(self, budgets: Iterable[Budget], max_cost: int) -> Reservation:
-        return self.reserve_now(plan(budgets, self._clock()), max_cost)
+        return self.reserve_now(self._plans(budgets, self._clock()), max_cost)
 
     def reserve_now(self, holds: Sequence[Hold], max_cost: int) -> Reservation:
         if max_cost < 0:
@@ -281,7 +314,7 @@ class LocalBudgets:
             c = self._open(hold, now)
             c.release(reservation.id)
             c.spent += cost
-            for threshold, amount in hold.budget.alert_amounts():
+            for threshold, amount in hold.alerts:
                 if c.spent >= amount and threshold not in c.fired:
                     c.fired.add(threshold)
                     alerts.append(alerted(hold, threshold, c.spent, self._metrics))

@@ -3,7 +3,8 @@
 Per scope and period one hash holds ``spent``, ``reserved``, each reservation's amount
 (``r:<id>``) and the soft alerts already fired (``a:<threshold>``); a sorted set holds
 reservation expiries, so an unsettled reservation is released by the next call after it
-expires. One script reserves on all of a request's budgets atomically. Keys carry the
+expires. One script reserves on all of a request's budgets atomically; concurrent
+requests' calls travel together (storage/redis_batch.py), each still atomic. Keys carry the
 ``{lg-bg}`` hash tag (one cluster slot) and expire a day after their period ends.
 While Redis does not answer, an in-process ``LocalBudgets`` enforces instead.
 """
@@ -13,12 +14,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from lockgate.core.tasks import TaskTracker
 from lockgate.features.budgets import (
     DEFAULT_RESERVATION_TTL,
     Budget,
     BudgetAlert,
     Hold,
     LocalBudgets,
+    Plans,
     Reservation,
     alerted,
     new_id,
@@ -28,6 +31,7 @@ from lockgate.features.budgets import (
 from lockgate.features.failopen import FailOpen, RedisUnavailable
 from lockgate.features.limit_metrics import LimitMetrics
 from lockgate.storage.redis import SharedRedis
+from lockgate.storage.redis_batch import ScriptBatch
 
 # Releases a scope's expired reservations. Amounts are added as strings ('-' .. held):
 # Lua would print a large number in exponent form, which HINCRBY refuses.
@@ -130,6 +134,7 @@ class RedisBudgets:
         self,
         redis: SharedRedis,
         *,
+        tasks: TaskTracker,
         metrics: LimitMetrics | None = None,
         clock: Callable[[], float] = time.time,
         reservation_ttl: float = DEFAULT_RESERVATION_TTL,
@@ -141,8 +146,10 @@ class RedisBudgets:
         self.reservation_ttl = reservation_ttl
         self.local = LocalBudgets(metrics=metrics, clock=clock, reservation_ttl=reservation_ttl)
         self.failopen = FailOpen("budgets", redis, metrics, probe_interval=probe_interval)
-        self._reserve = redis.client.register_script(RESERVE_LUA)
-        self._settle = redis.client.register_script(SETTLE_LUA)
+        run = self.failopen.run
+        self._reserve = ScriptBatch(redis.client, RESERVE_LUA, tasks, name="budgets", run=run)
+        self._settle = ScriptBatch(redis.client, SETTLE_LUA, tasks, name="budgets", run=run)
+        self._plans = Plans()
 
     def _keys(self, holds: Sequence[Hold]) -> list[str]:
         keys: list[str] = []
@@ -160,7 +167,7 @@ class RedisBudgets:
         if max_cost < 0:
             raise ValueError(f"max_cost must be >= 0, got {max_cost}")
         now = self._clock()
-        holds = plan(budgets, now)
+        holds = self._plans(budgets, now)
         if not holds:
             return Reservation(new_id(), max_cost, (), "local")
         if self.failopen.available():
@@ -171,9 +178,7 @@ class RedisBudgets:
             for hold in holds:
                 args += (hold.budget.limit, hold.floor, self._ttl_ms(hold, now))
             try:
-                reply = await self.failopen.run(
-                    lambda: self._reserve(keys=self._keys(holds), args=args)
-                )
+                reply = await self._reserve(self._keys(holds), args)
             except RedisUnavailable:
                 pass
             else:
@@ -192,12 +197,10 @@ class RedisBudgets:
         if self.failopen.available():
             args: list[str | int] = [round(now * 1000), reservation.id, cost]
             for hold in reservation.holds:
-                thresholds = ",".join(f"{t}={a}" for t, a in hold.budget.alert_amounts())
+                thresholds = ",".join(f"{t}={a}" for t, a in hold.alerts)
                 args += (self._ttl_ms(hold, now), thresholds)
             try:
-                reply = await self.failopen.run(
-                    lambda: self._settle(keys=self._keys(reservation.holds), args=args)
-                )
+                reply = await self._settle(self._keys(reservation.holds), args)
             except RedisUnavailable:
                 pass
             else:

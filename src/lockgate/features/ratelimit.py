@@ -137,6 +137,27 @@ def select(limits: Iterable[RateLimit], model: str | None) -> list[Rule]:
     return list(seen.values())
 
 
+class Selection:
+    """``select`` remembered per limits tuple (by identity: a principal's tuple lives as
+    long as its cache entry, and is kept here so that its id cannot be reused)."""
+
+    _MAX = 10_000
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[int, str | None], tuple[object, list[Rule]]] = {}
+
+    def __call__(self, limits: Iterable[RateLimit], model: str | None) -> list[Rule]:
+        key = (id(limits), model)
+        found = self._seen.get(key)
+        if found is not None and found[0] is limits:
+            return found[1]
+        if len(self._seen) >= self._MAX:
+            self._seen.clear()
+        rules = select(limits, model)
+        self._seen[key] = (limits, rules)
+        return rules
+
+
 def amounts(rules: Sequence[Rule], tokens: int) -> list[int]:
     if tokens < 0:
         raise ValueError(f"tokens must be >= 0, got {tokens}")
@@ -163,9 +184,12 @@ def decide(
     """The grant of an admitted request (``tats`` after charging), or the refusal (``tats``
     as found) raised as RateLimitExceeded for the limit that needs the longest wait."""
     if allowed:
-        tokens = next((n for r, n in zip(rules, units, strict=True) if r.unit == "tokens"), 0)
-        charged = tuple(r for r in rules if r.unit == "tokens")
-        return Grant(_headers(rules, now, tats), Ticket(charged, tokens, backend))
+        tokens, charged = 0, []
+        for rule, amount in zip(rules, units, strict=True):
+            if rule.unit == "tokens":
+                tokens = amount
+                charged.append(rule)
+        return Grant(_headers(rules, now, tats), Ticket(tuple(charged), tokens, backend))
     worst: tuple[float, Rule, int, int] | None = None
     for rule, amount, tat in zip(rules, units, tats, strict=True):
         over = max(tat, now) + rule.cost_us(amount) - now - rule.window_us
@@ -208,18 +232,30 @@ def _headers(
     """OpenAI's headers, per unit for the limit closest to running out."""
     closest: dict[str, tuple[int, int, Rule]] = {}
     for rule, tat in zip(rules, tats, strict=True):
-        if rule.unit == skip_unit:
+        unit = rule.unit
+        if unit == skip_unit:
             continue
         remaining = rule.remaining(now, tat)
-        best = closest.get(rule.unit)
-        if best is None or (remaining, rule.limit) < (best[0], best[2].limit):
-            closest[rule.unit] = (remaining, tat, rule)
+        best = closest.get(unit)
+        if (
+            best is None
+            or remaining < best[0]
+            or (remaining == best[0] and rule.limit < best[2].limit)
+        ):
+            closest[unit] = (remaining, tat, rule)
     headers = {}
     for unit, (remaining, tat, rule) in closest.items():
-        headers[f"x-ratelimit-limit-{unit}"] = str(rule.limit)
-        headers[f"x-ratelimit-remaining-{unit}"] = str(remaining)
-        headers[f"x-ratelimit-reset-{unit}"] = openai_duration(max(0, tat - now) / US)
+        limit_name, remaining_name, reset_name = _HEADER_NAMES[unit]
+        headers[limit_name] = str(rule.limit)
+        headers[remaining_name] = str(remaining)
+        headers[reset_name] = openai_duration(max(0, tat - now) / US)
     return headers
+
+
+_HEADER_NAMES = {
+    unit: tuple(f"x-ratelimit-{what}-{unit}" for what in ("limit", "remaining", "reset"))
+    for unit in ("requests", "tokens")
+}
 
 
 class LocalRateLimiter:
@@ -234,6 +270,7 @@ class LocalRateLimiter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._tats: dict[str, int] = {}
+        self._select = Selection()
         self._metrics = metrics
         self._clock = clock
         self._checks = 0
@@ -244,21 +281,34 @@ class LocalRateLimiter:
     async def check(
         self, limits: Iterable[RateLimit], *, model: str | None = None, tokens: int = 0
     ) -> Grant:
-        return self.check_now(select(limits, model), tokens)
+        return self.check_now(self._select(limits, model), tokens)
 
     def check_now(self, rules: Sequence[Rule], tokens: int) -> Grant:
         now = self._now()
         self._checks += 1
         if self._checks % self._SWEEP_EVERY == 0:
             self._tats = {k: t for k, t in self._tats.items() if t > now}
-        units = amounts(rules, tokens)
-        costs = [rule.cost_us(n) for rule, n in zip(rules, units, strict=True)]
-        tats = [self._tats.get(rule.key, now) for rule in rules]
-        if not admits(rules, costs, now, tats):
+        if tokens < 0:
+            raise ValueError(f"tokens must be >= 0, got {tokens}")
+        cells = self._tats
+        units, costs, tats = [], [], []
+        admitted = True
+        for rule in rules:
+            amount = 1 if rule.unit == "requests" else tokens
+            cost = rule.cost_us(amount)
+            tat = cells.get(rule.key, now)
+            if tat < now:
+                tat = now
+            if tat + cost - now > rule.window_us:
+                admitted = False
+            units.append(amount)
+            costs.append(cost)
+            tats.append(tat)
+        if not admitted:
             return decide(rules, units, now, tats, False, "local", self._metrics)
-        after = [max(tat, now) + cost for tat, cost in zip(tats, costs, strict=True)]
+        after = [tat + cost for tat, cost in zip(tats, costs, strict=True)]
         for rule, tat in zip(rules, after, strict=True):
-            self._tats[rule.key] = tat
+            cells[rule.key] = tat
         return decide(rules, units, now, after, True, "local", self._metrics)
 
     async def settle(self, ticket: Ticket, tokens: int) -> None:

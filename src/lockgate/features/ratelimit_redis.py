@@ -2,6 +2,7 @@
 
 One script call tests and charges all of a request's limits atomically, so N replicas
 enforce one limit, not N, and a refusal by any limit consumes nothing from the others.
+Concurrent requests' calls travel together (storage/redis_batch.py), each still atomic.
 Every key carries the ``{lg-rl}`` hash tag: on a Redis Cluster (or a proxy in front of one)
 all cells sit in one slot, where a multi-key script is allowed. While Redis does not answer,
 the same arithmetic runs in process (see features/failopen.py).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+from lockgate.core.tasks import TaskTracker
 from lockgate.features.failopen import FailOpen, RedisUnavailable
 from lockgate.features.limit_metrics import LimitMetrics
 from lockgate.features.ratelimit import (
@@ -19,12 +21,13 @@ from lockgate.features.ratelimit import (
     LocalRateLimiter,
     RateLimit,
     Rule,
+    Selection,
     Ticket,
     amounts,
     decide,
-    select,
 )
 from lockgate.storage.redis import SharedRedis
+from lockgate.storage.redis_batch import ScriptBatch
 
 # KEYS: one cell per limit. ARGV[1]: now in microseconds, or "" for the Redis server's
 # clock (one clock for every replica); then per cell: its cost in microseconds, its window.
@@ -101,6 +104,7 @@ class RedisRateLimiter:
         self,
         redis: SharedRedis,
         *,
+        tasks: TaskTracker,
         metrics: LimitMetrics | None = None,
         clock: Callable[[], float] | None = None,
         probe_interval: float = 1.0,
@@ -110,8 +114,10 @@ class RedisRateLimiter:
         self._metrics = metrics
         self.local = LocalRateLimiter(metrics=metrics, **({"clock": clock} if clock else {}))
         self.failopen = FailOpen("rate_limits", redis, metrics, probe_interval=probe_interval)
-        self._check = redis.client.register_script(CHECK_LUA)
-        self._settle = redis.client.register_script(SETTLE_LUA)
+        self._select = Selection()
+        run = self.failopen.run
+        self._check = ScriptBatch(redis.client, CHECK_LUA, tasks, name="limits-check", run=run)
+        self._settle = ScriptBatch(redis.client, SETTLE_LUA, tasks, name="limits-settle", run=run)
 
     def _now_arg(self) -> str:
         return "" if self._clock is None else str(int(self._clock() * US))
@@ -122,7 +128,7 @@ class RedisRateLimiter:
     async def check(
         self, limits: Iterable[RateLimit], *, model: str | None = None, tokens: int = 0
     ) -> Grant:
-        rules = select(limits, model)
+        rules = self._select(limits, model)
         if not rules:
             return Grant({}, Ticket((), 0, "local"))
         if self.failopen.available():
@@ -131,9 +137,7 @@ class RedisRateLimiter:
             for rule, amount in zip(rules, units, strict=True):
                 args += (rule.cost_us(amount), rule.window_us)
             try:
-                reply = await self.failopen.run(
-                    lambda: self._check(keys=self._keys(rules), args=args)
-                )
+                reply = await self._check(self._keys(rules), args)
             except RedisUnavailable:
                 pass
             else:
@@ -153,9 +157,7 @@ class RedisRateLimiter:
             args: list[str | int] = [self._now_arg()]
             args += [rule.cost_us(tokens) - rule.cost_us(ticket.tokens) for rule in ticket.rules]
             try:
-                await self.failopen.run(
-                    lambda: self._settle(keys=self._keys(ticket.rules), args=args)
-                )
+                await self._settle(self._keys(ticket.rules), args)
                 return
             except RedisUnavailable:
                 pass

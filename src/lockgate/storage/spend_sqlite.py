@@ -80,7 +80,9 @@ class SqliteSpendWriter:
             child = self._child = self._start()
         assert child.stdin is not None and child.stdout is not None
         try:
-            pickle.dump(list(ordered), child.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            # Plain tuples pickle in half the time of the named ones.
+            rows = [tuple(record) for record in ordered]
+            pickle.dump(rows, child.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             child.stdin.flush()
             reply: tuple[str, Any] = pickle.load(child.stdout)  # noqa: S301 (our child)
         except (OSError, EOFError, pickle.UnpicklingError) as exc:
