@@ -7,7 +7,7 @@ STAMP_DEV := $(VENV)/.installed-dev
 # llama-cpp-python (the local model extra) builds from source; its LLaVA part is not needed.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
-.PHONY: run test lint typecheck unit bench clean chromium
+.PHONY: run test lint typecheck unit bench clean chromium wrk
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -46,7 +46,12 @@ unit: $(STAMP_DEV) chromium
 
 test: lint typecheck unit
 
-bench: $(STAMP_DEV)
+# The benchmarks' load generator is Debian's wrk, installed when missing.
+wrk:
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -q \
+		&& DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q wrk; }
+
+bench: $(STAMP_DEV) wrk
 	$(BIN)/python bench/overhead.py
 
 clean:

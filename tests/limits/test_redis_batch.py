@@ -1,0 +1,69 @@
+"""Concurrent script calls travel as one EVALSHA, each still getting its own reply."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from lockgate.core.tasks import TaskTracker
+from lockgate.features.failopen import REDIS_ERRORS
+from lockgate.storage.redis_batch import ScriptBatch
+from tests.limits.conftest import SharedFactory, closed_port
+
+# Adds ARGV[1] to the counter KEYS[1] and answers {the new value, ARGV[2]}.
+ADD = """
+local total = redis.call('INCRBY', KEYS[1], ARGV[1])
+return {total, ARGV[2]}
+"""
+
+
+class Counted:
+    """The ``run`` the engines pass (FailOpen.run), counting Redis calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        self.calls += 1
+        return await call()
+
+
+async def test_concurrent_calls_share_a_round_trip_and_keep_their_own_replies(
+    redis_url: str, shared_redis: SharedFactory
+) -> None:
+    shared = shared_redis(url=redis_url)
+    run, tasks = Counted(), TaskTracker()
+    batch = ScriptBatch(shared.client, ADD, tasks, name="test", run=run)
+    key = shared.key("{t}", "total")
+    replies = await asyncio.gather(*(batch([key], [1, f"call-{i}"]) for i in range(50)))
+    # Each call ran alone, in order, inside the batch: totals 1..50, each its own tag.
+    assert sorted(int(total) for total, _ in replies) == list(range(1, 51))
+    assert [tag.decode() for _, tag in replies] == [f"call-{i}" for i in range(50)]
+    assert run.calls <= 2  # the first call's turn of the loop, then everyone else
+    assert int(await shared.client.get(key)) == 50
+
+    # Calls of several keys and more calls than one batch holds.
+    keys = [shared.key("{t}", f"k{i}") for i in range(3)]
+    many = await asyncio.gather(*(batch([keys[i % 3]], [2, "x"]) for i in range(300)))
+    assert len(many) == 300
+    assert [int(await shared.client.get(k)) for k in keys] == [200, 200, 200]
+    await tasks.drain(1.0)
+
+
+async def test_a_redis_failure_reaches_every_caller_of_the_batch(
+    shared_redis: SharedFactory,
+) -> None:
+    shared = shared_redis(url=f"redis://127.0.0.1:{closed_port()}/0", socket_timeout=0.2)
+    run, tasks = Counted(), TaskTracker()
+    batch = ScriptBatch(shared.client, ADD, tasks, name="test", run=run)
+    results = await asyncio.gather(
+        *(batch([shared.key("{t}", "x")], [1, "y"]) for _ in range(10)), return_exceptions=True
+    )
+    assert all(isinstance(r, REDIS_ERRORS) for r in results), results
+    assert run.calls <= 2
+    with pytest.raises(REDIS_ERRORS):  # and the next call tries again
+        await batch([shared.key("{t}", "x")], [1, "y"])
+    await tasks.drain(1.0)
