@@ -67,3 +67,16 @@ async def test_a_redis_failure_reaches_every_caller_of_the_batch(
     with pytest.raises(REDIS_ERRORS):  # and the next call tries again
         await batch([shared.key("{t}", "x")], [1, "y"])
     await tasks.drain(1.0)
+
+
+async def test_calls_made_while_the_tracker_drains_are_still_sent(
+    redis_url: str, shared_redis: SharedFactory
+) -> None:
+    """At shutdown the task tracker takes no new task; a settle still running then sends
+    its own batch instead of failing."""
+    shared = shared_redis(url=redis_url)
+    tasks = TaskTracker()
+    await tasks.drain(0.1)
+    batch = ScriptBatch(shared.client, ADD, tasks, name="test", run=Counted())
+    total, tag = await batch([shared.key("{t}", "late")], [5, "late"])
+    assert (int(total), tag.decode()) == (5, "late")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 import re
 import time
 from asyncio import CancelledError
@@ -15,6 +13,7 @@ from aiohttp.typedefs import Handler
 
 from lockgate.api.errors import error_renderer
 from lockgate.core.errors import BadRequest, GatewayError, NotFound
+from lockgate.core.memo import UniqueIds
 from lockgate.core.types import CacheControl, RequestContext
 from lockgate.state import STATE
 
@@ -23,15 +22,14 @@ log = logging.getLogger("lockgate.api")
 CTX = web.RequestKey("lockgate_ctx", RequestContext)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # Request ids: a random per-process prefix and a counter, unique across replicas and cheap.
-_ID_PREFIX = f"req_{os.urandom(6).hex()}"
-_ID_COUNTER = itertools.count(1)
+_REQUEST_IDS = UniqueIds("req_", width=12)
 
 
 def _request_id(request: web.Request) -> str:
     given = request.headers.get("x-request-id")
     if given and _SAFE_ID.match(given):
         return given
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+    return _REQUEST_IDS()
 
 
 def _credential(request: web.Request) -> str | None:

@@ -18,10 +18,8 @@ Amounts are ints of ``money.MONEY_UNIT``.
 from __future__ import annotations
 
 import heapq
-import itertools
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from typing import Literal, Protocol
 from urllib.parse import quote
 
 from lockgate.core.errors import BudgetExceeded
+from lockgate.core.memo import ByIdentity, UniqueIds
 from lockgate.features.limit_metrics import LimitMetrics
 from lockgate.features.money import MONEY_UNIT, format_usd
 
@@ -149,34 +148,18 @@ def plan(budgets: Iterable[Budget], now: float) -> list[Hold]:
 
 
 class Plans:
-    """``plan`` remembered per budgets tuple (by identity, kept so that its id cannot be
-    reused) for the UTC day: periods start and end at midnight."""
-
-    _MAX = 10_000
+    """``plan`` remembered per budgets tuple for the UTC day (periods start and end at
+    midnight)."""
 
     def __init__(self) -> None:
-        self._seen: dict[int, tuple[object, int, list[Hold]]] = {}
+        self._seen: ByIdentity[list[Hold]] = ByIdentity()
 
     def __call__(self, budgets: Iterable[Budget], now: float) -> list[Hold]:
-        day = int(now // 86_400)
-        found = self._seen.get(id(budgets))
-        if found is not None and found[0] is budgets and found[1] == day:
-            return found[2]
-        if len(self._seen) >= self._MAX:
-            self._seen.clear()
-        holds = plan(budgets, now)
-        self._seen[id(budgets)] = (budgets, day, holds)
-        return holds
+        return self._seen.get(budgets, int(now // 86_400), lambda: plan(budgets, now))
 
 
-# Reservation ids: unique across replicas (a random per-process prefix) and cheap (a
-# counter, not a random read per request).
-_ID_PREFIX = os.urandom(6).hex()
-_ID_COUNTER = itertools.count(1)
-
-
-def new_id() -> str:
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
+# Reservation ids: unique across replicas, without a random read per request.
+new_id = UniqueIds()
 
 
 def refusal(

@@ -25,6 +25,7 @@ from typing import Protocol
 from urllib.parse import quote
 
 from lockgate.core.errors import RateLimitExceeded
+from lockgate.core.memo import ByIdentity
 from lockgate.features.limit_metrics import LimitMetrics
 from lockgate.providers.ratelimits import openai_duration
 
@@ -138,24 +139,14 @@ def select(limits: Iterable[RateLimit], model: str | None) -> list[Rule]:
 
 
 class Selection:
-    """``select`` remembered per limits tuple (by identity: a principal's tuple lives as
-    long as its cache entry, and is kept here so that its id cannot be reused)."""
-
-    _MAX = 10_000
+    """``select`` remembered per limits tuple (a principal's tuple lives as long as its
+    cache entry)."""
 
     def __init__(self) -> None:
-        self._seen: dict[tuple[int, str | None], tuple[object, list[Rule]]] = {}
+        self._seen: ByIdentity[list[Rule]] = ByIdentity()
 
     def __call__(self, limits: Iterable[RateLimit], model: str | None) -> list[Rule]:
-        key = (id(limits), model)
-        found = self._seen.get(key)
-        if found is not None and found[0] is limits:
-            return found[1]
-        if len(self._seen) >= self._MAX:
-            self._seen.clear()
-        rules = select(limits, model)
-        self._seen[key] = (limits, rules)
-        return rules
+        return self._seen.get(limits, model, lambda: select(limits, model))
 
 
 def amounts(rules: Sequence[Rule], tokens: int) -> list[int]:

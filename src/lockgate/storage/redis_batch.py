@@ -78,7 +78,10 @@ class ScriptBatch:
         self._pending.append((keys, args, future))
         if not self._sending:
             self._sending = True
-            self._tasks.spawn(self._drain(), name=f"redis-batch:{self._name}")
+            try:
+                self._tasks.spawn(self._drain(), name=f"redis-batch:{self._name}")
+            except RuntimeError:  # shutting down (a late settle): send from this task
+                await self._drain()
         return await future
 
     async def _drain(self) -> None:
