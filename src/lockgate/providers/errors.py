@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import aiohttp
 import orjson
 
 from lockgate.core import errors
 from lockgate.core.redact import redact
+from lockgate.providers.http_client import ConnectFailed, Disconnected, TimedOut
 
 _DURATION = re.compile(
     r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?"
@@ -101,10 +101,12 @@ def error_from_payload(
 
 def error_from_exception(exc: BaseException) -> errors.GatewayError:
     """The gateway error for a transport failure (connect, timeout, dropped connection)."""
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, asyncio.TimeoutError | TimedOut):
         return errors.Timeout("upstream did not answer in time")
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, ConnectFailed):
         return errors.UpstreamError(f"cannot connect to upstream {exc.host}:{exc.port}")
+    if isinstance(exc, Disconnected):
+        return errors.UpstreamError("upstream connection failed: the upstream closed it")
     return errors.UpstreamError(f"upstream connection failed: {type(exc).__name__}")
 
 

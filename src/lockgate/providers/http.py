@@ -1,39 +1,53 @@
-"""Pooled HTTP clients: one keep-alive aiohttp session per upstream origin."""
+"""Pooled HTTP clients: one keep-alive connection pool per upstream origin."""
 
 from __future__ import annotations
 
-import aiohttp
-import orjson
+import ssl
+from collections.abc import Mapping
+
 from yarl import URL
+
+from lockgate.providers.http_client import OriginPool, Response
 
 
 class HttpPool:
-    """Sessions keyed by scheme://host:port, created on first use, closed together."""
+    """Connection pools keyed by scheme://host:port, made on first use, closed together."""
 
-    def __init__(self) -> None:
-        self._sessions: dict[str, aiohttp.ClientSession] = {}
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self._origins: dict[tuple[str, str | None, int | None], OriginPool] = {}
+        self._tls = tls  # the system's trusted CAs unless given (made at the first https)
 
-    def session(self, base_url: str, *, max_connections: int) -> aiohttp.ClientSession:
-        origin = str(URL(base_url).origin())
-        session = self._sessions.get(origin)
-        if session is None or session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=max_connections,
-                limit_per_host=0,
-                keepalive_timeout=60,
-                ttl_dns_cache=300,
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                json_serialize=lambda obj: orjson.dumps(obj).decode(),
-                # Provider responses must never be decompressed twice or cached by cookies.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("User-Agent",),
-            )
-            self._sessions[origin] = session
-        return session
+    def origin(self, url: URL, *, max_connections: int, connect_timeout: float) -> OriginPool:
+        key = (url.scheme, url.raw_host, url.port)
+        pool = self._origins.get(key)
+        if pool is None:
+            if url.scheme not in ("http", "https"):
+                raise ValueError(f"upstream URLs must be http or https, not {url.scheme!r}")
+            tls = None
+            if url.scheme == "https":
+                if self._tls is None:
+                    self._tls = ssl.create_default_context()
+                tls = self._tls
+            pool = OriginPool(url, limit=max_connections, connect_timeout=connect_timeout, tls=tls)
+            self._origins[key] = pool
+        return pool
+
+    async def post(
+        self,
+        url: URL,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        seconds: float,
+        connect_timeout: float,
+        max_connections: int,
+    ) -> Response:
+        """POST `body`; the response's headers are in, its body still to read. The whole
+        call must end within `seconds`."""
+        pool = self.origin(url, max_connections=max_connections, connect_timeout=connect_timeout)
+        return await pool.request("POST", url, body, headers, seconds)
 
     async def close(self) -> None:
-        sessions, self._sessions = list(self._sessions.values()), {}
-        for session in sessions:
-            await session.close()
+        origins, self._origins = list(self._origins.values()), {}
+        for pool in origins:
+            pool.close()

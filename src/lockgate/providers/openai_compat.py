@@ -7,10 +7,10 @@ them are data in `profiles.py`. Bodies pass through untouched except for `model`
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import aiohttp
 from yarl import URL
 
 from lockgate.core.errors import GatewayError, UpstreamError
@@ -134,15 +134,15 @@ class OpenAICompatible:
             }
         url = self._url(self._chat_path, model)
         async with self._upstream.stream(url, payload) as resp:
-            async for chunk in _sse_chunks(resp.content):
+            async for chunk in _sse_chunks(resp.iter_any()):
                 yield chunk
 
 
-async def _sse_chunks(content: aiohttp.StreamReader) -> ChunkStream:
+async def _sse_chunks(pieces: AsyncIterator[bytes]) -> ChunkStream:
     """Parse `data:` events of an OpenAI chat stream; end at `[DONE]`."""
     buffer = b""
     finished = False
-    async for piece in content.iter_any():
+    async for piece in pieces:
         buffer += piece
         while (end := buffer.find(b"\n")) >= 0:
             line, buffer = buffer[:end].rstrip(b"\r"), buffer[end + 1 :]

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
 from yarl import URL
 
@@ -20,10 +19,11 @@ from lockgate.core.errors import GatewayError, UpstreamError
 from lockgate.core.types import JSON, RateLimitInfo
 from lockgate.providers.errors import error_from_exception
 from lockgate.providers.http import HttpPool
+from lockgate.providers.http_client import Response, TransportError
 from lockgate.providers.keys import KeyPool
 from lockgate.providers.ratelimits import LimitsSeen
 
-TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+TRANSPORT_ERRORS = (TransportError, asyncio.TimeoutError)
 
 LimitsParser = Callable[[Mapping[str, str]], RateLimitInfo | None]
 # Builds the headers one request goes out with, from its URL, body and unsigned headers.
@@ -69,7 +69,8 @@ class Upstream:
         fixed = [api_key] if api_key else (key_pool.keys if key_pool else [])
         self._secrets = secrets if secrets is not None else lambda: fixed
         self._sign = sign
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
         self._http = http
         self._max_connections = max_connections
 
@@ -98,14 +99,20 @@ class Upstream:
 
     async def _send(
         self, url: URL, payload: JSON, extra: dict[str, str] | None
-    ) -> tuple[aiohttp.ClientResponse, str | None]:
+    ) -> tuple[Response, str | None]:
         data = orjson.dumps(payload)
         headers, key = self._auth(extra)
         if self._sign is not None:
             headers = await self._sign(url, data, headers)
-        session = self._http.session(self._base, max_connections=self._max_connections)
         try:
-            resp = await session.post(url, data=data, headers=headers, timeout=self._timeout)
+            resp = await self._http.post(
+                url,
+                data,
+                headers,
+                seconds=self._timeout,
+                connect_timeout=self._connect_timeout,
+                max_connections=self._max_connections,
+            )
         except TRANSPORT_ERRORS as exc:
             raise error_from_exception(exc) from exc
         return resp, key
@@ -116,8 +123,7 @@ class Upstream:
         """The body and headers of a 2xx answer; anything else is raised as a gateway error."""
         resp, key = await self._send(url, payload, headers)
         try:
-            async with resp:
-                raw = await resp.read()
+            raw = await resp.read()
         except TRANSPORT_ERRORS as exc:
             raise error_from_exception(exc) from exc
         self._saw_limits(resp.headers)
@@ -132,7 +138,7 @@ class Upstream:
     @asynccontextmanager
     async def stream(
         self, url: URL, payload: JSON, headers: dict[str, str] | None = None
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+    ) -> AsyncIterator[Response]:
         """An open 2xx streaming answer; transport failures inside are mapped to gateway
         errors. A non-2xx answer is read and raised before the body runs."""
         resp, key = await self._send(url, payload, headers)

@@ -97,7 +97,7 @@ class Anthropic:
     async def chat_stream(self, body: JSON, model: str) -> ChunkStream:
         payload = messages_request(body, model, self._default_max_tokens, stream=True)
         async with self._upstream.stream(self._url, payload) as resp:
-            events = sse_events(resp.content.iter_any())
+            events = sse_events(resp.iter_any())
             async for chunk in openai_chunks(events, model, secrets=self._upstream.secrets):
                 yield chunk
 

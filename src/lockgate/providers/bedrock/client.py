@@ -112,7 +112,7 @@ class Bedrock:
             translator = StreamTranslator(
                 f"chatcmpl-{_request_id(resp.headers)}", model, int(time.time())
             )
-            async for chunk in stream_chunks(resp.content.iter_any(), translator):
+            async for chunk in stream_chunks(resp.iter_any(), translator):
                 yield chunk
 
     async def embed(self, body: JSON, model: str) -> EmbeddingResponse:

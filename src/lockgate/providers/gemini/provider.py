@@ -108,7 +108,7 @@ class Gemini:
         payload = request.chat_request(body)
         url = self._url(model, "streamGenerateContent")
         async with self._upstream.stream(url, payload) as resp:
-            events = stream.sse_events(resp.content.iter_any())
+            events = stream.sse_events(resp.iter_any())
             translated = stream.translate(events, model, self._upstream.secrets)
             async with aclosing(translated) as chunks:
                 async for chunk in chunks:
