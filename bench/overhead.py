@@ -11,9 +11,10 @@ In one session it starts an upstream (lockgate's provider simulator, or the mini
 - the gateway's CPU per request (/proc/PID/stat utime+stime over each run), its RSS after
   the run (VmRSS) and its start-up time (spawn to `/health/ready` answering 200).
 
-Placement: the gateway runs alone on core 0; wrk, the stream client, the upstream(s) and
-this script run on core 1. Direct runs keep the same placement, so that "added latency"
-is the gateway's alone. Every direct run is immediately followed by its gateway run.
+Placement: the gateway runs alone on core 0; wrk, the stream client, the upstream(s),
+the spend ledger's writer process (`database.writer_cpus`) and this script run on core 1.
+Direct runs keep the same placement, so that "added latency" is the gateway's alone.
+Every direct run is immediately followed by its gateway run.
 
 It prints PASS/FAIL for each target and rewrites `bench/RESULTS.md`, including the
 stack-choice table from `bench/stacks/results.json` (made by `bench/stacks/run_stacks.py`).
@@ -325,10 +326,12 @@ def gateway_config(path: Path, port: int, upstreams: dict[str, int]) -> Path:
         for name, up_port in upstreams.items()
     )
     # The spend ledger is on, as by default, with its files in the run's temp dir
-    # (LOCKGATE_BENCH_LEDGER=0 turns it off, to measure what it costs).
+    # (LOCKGATE_BENCH_LEDGER=0 turns it off, to measure what it costs). Its writer process
+    # runs on the load core, as a database server would (its CPU still counts as the
+    # gateway's): sharing the gateway's pinned core slowed the gateway by about a third.
     database = (
         f"database: {{url: 'sqlite:///{path.parent}/lockgate.db', "
-        f"spool_path: '{path.parent}/ledger.spool'}}\n"
+        f"spool_path: '{path.parent}/ledger.spool', writer_cpus: [{LOAD_CORE}]}}\n"
         if os.environ.get("LOCKGATE_BENCH_LEDGER", "1") != "0"
         else "database: null\n"
     )
@@ -620,8 +623,11 @@ def render(report: Report) -> str:
         f"- Date: {report.started}; took {report.elapsed_s:.0f} s",
         f"- Machine: {machine_note()}; load average before the run: {report.load_before}",
         "- Placement: the gateway alone on core 0 (`taskset -c 0`); wrk, the stream client,"
-        " the upstreams and the benchmark script on core 1. Direct runs keep the same"
-        " placement (core 0 idle), so the difference is the gateway's.",
+        " the upstreams, the spend ledger's writer process (`database.writer_cpus: [1]`: on"
+        " the gateway's own core it slowed the gateway by about a third, far beyond its own"
+        " CPU) and the benchmark script on core 1. The writer's CPU counts as the gateway's."
+        " Direct runs keep the same placement (core 0 idle), so the difference is the"
+        " gateway's.",
         f"- Upstream: {upstream_description(report.upstream_kind)}. One process each"
         f" (`workers={report.upstream_workers}`): with two cores, more upstream processes"
         " would only compete with wrk on core 1. The core-use column shows which side was"
@@ -633,7 +639,8 @@ def render(report: Report) -> str:
         " warm-up at the same connection count; a realistic small chat body (system + user"
         " message, `max_tokens`, `temperature`) with `Authorization: Bearer`. Streaming:"
         f" `bench/stream_load.py`, {plan.stream_duration:g} s after 1 s of warm-up.",
-        "- CPU: the gateway's utime+stime from /proc/PID/stat over the run divided by the"
+        "- CPU: the gateway's utime+stime (its process and the ledger writer process) from"
+        " /proc/PID/stat over the run divided by the"
         " requests wrk completed; RSS: VmRSS after all runs; start-up: spawn to"
         f" `/health/ready` = 200, {len(report.startup_s)} spawn(s).",
         "",

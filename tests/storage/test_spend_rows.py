@@ -89,6 +89,26 @@ async def test_a_sqlite_writer_process_that_dies_is_replaced_and_nothing_counts_
     assert store.sqlite_child_pid() is None
 
 
+async def test_the_sqlite_writer_process_runs_on_the_configured_cpus(tmp_path: Path) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    wanted = [cpus[-1]]  # one CPU of those this test may use
+    cfg = DatabaseConfig(
+        url=f"sqlite:///{tmp_path}/lockgate.db", spool_path=None, writer_cpus=wanted
+    )
+    await upgrade_async(cfg)
+    engine = await asyncio.to_thread(create_engine, cfg)
+    store = SpendStore(engine, writer_cpus=cfg.writer_cpus)
+    try:
+        assert await store.write([make_record("req-1")]) == 1
+        pid = store.sqlite_child_pid()
+        assert pid is not None
+        assert os.sched_getaffinity(pid) == set(wanted)
+        assert os.sched_getaffinity(0) == set(cpus)  # the gateway's own is untouched
+    finally:
+        await store.close()
+        await engine.dispose()
+
+
 def _wait_gone(pid: int) -> None:
     """Until the process has exited (a zombie until its parent polls it, or reaped)."""
     for _ in range(500):

@@ -276,6 +276,11 @@ class DatabaseConfig(Strict):
     # Each replica needs its own file. Default: lockgate-ledger.spool in the working dir.
     spool_path: str | None = "lockgate-ledger.spool"
     spool_max_bytes: Annotated[int, Field(ge=0)] = 256 * 1024 * 1024
+    # CPUs the SQLite ledger's writer process may run on (Linux). By default it inherits the
+    # gateway's affinity: a gateway pinned to one core should give its writer another one,
+    # since sharing the core slows the gateway far beyond the writer's own CPU (see
+    # docs/storage.md).
+    writer_cpus: list[Annotated[int, Field(ge=0)]] | None = None
 
     @field_validator("url")
     @classmethod

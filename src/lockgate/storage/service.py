@@ -21,7 +21,7 @@ class Database:
     def __init__(self, cfg: DatabaseConfig, tasks: TaskTracker) -> None:
         self.cfg = cfg
         self.url = safe_url(cfg.url.get_secret_value())  # for logs: no password
-        self.spend = SpendStore(timeout=cfg.connect_timeout)
+        self.spend = SpendStore(timeout=cfg.connect_timeout, writer_cpus=cfg.writer_cpus)
         self.ledger = LedgerWriter(self.spend, cfg, tasks)
 
     @property

@@ -23,9 +23,15 @@ from lockgate.storage.spend_sqlite import SqliteSpendWriter
 class SpendStore:
     """Writes batches of ledger records; one instance per engine."""
 
-    def __init__(self, engine: AsyncEngine | None = None, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine | None = None,
+        timeout: float = 5.0,
+        writer_cpus: Sequence[int] | None = None,
+    ) -> None:
         self._engine = engine
         self._timeout = timeout
+        self._writer_cpus = writer_cpus
         self._sqlite: SqliteSpendWriter | None = None
 
     @property
@@ -55,7 +61,7 @@ class SpendStore:
             path = engine.url.database
             if engine.dialect.name != "sqlite" or not path or path == ":memory:":
                 raise NotImplementedError(f"no ledger writer for {engine.url.drivername}")
-            self._sqlite = SqliteSpendWriter(path, self._timeout)
+            self._sqlite = SqliteSpendWriter(path, self._timeout, cpus=self._writer_cpus)
         return await self._sqlite.write(ordered)
 
     def sqlite_child_pid(self) -> int | None:

@@ -37,10 +37,17 @@ class LedgerChildError(RuntimeError):
 
 
 class SqliteSpendWriter:
-    def __init__(self, path: str, timeout: float, nice: int = CHILD_NICE) -> None:
+    def __init__(
+        self,
+        path: str,
+        timeout: float,
+        nice: int = CHILD_NICE,
+        cpus: Sequence[int] | None = None,
+    ) -> None:
         self.path = path
         self.timeout = timeout
         self.nice = nice
+        self.cpus = ",".join(str(cpu) for cpu in cpus) if cpus else "-"  # "-": inherited
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="lockgate-ledger")
         self._child: subprocess.Popen[bytes] | None = None
 
@@ -65,7 +72,7 @@ class SqliteSpendWriter:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         argv = [sys.executable, "-m", "lockgate.storage.spend_sqlite_child"]
         return subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-            [*argv, self.path, str(self.timeout), str(self.nice)],
+            [*argv, self.path, str(self.timeout), str(self.nice), self.cpus],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,

@@ -146,11 +146,16 @@ def serve(batches: Batches, inbox: BinaryIO, outbox: BinaryIO) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    path, timeout, nice = argv[0], float(argv[1]), int(argv[2])
+    path, timeout, nice, cpus = argv[0], float(argv[1]), int(argv[2]), argv[3]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if nice:
         os.nice(nice)
+    if cpus != "-":
+        try:
+            os.sched_setaffinity(0, {int(cpu) for cpu in cpus.split(",")})
+        except (OSError, AttributeError) as exc:  # no such CPU here, or not Linux
+            print(f"lockgate ledger writer: writer_cpus {cpus} not applied: {exc}", file=sys.stderr)
     serve(Batches(path, timeout), sys.stdin.buffer, sys.stdout.buffer)
 
 
