@@ -419,3 +419,34 @@ def test_https_verifies_the_certificate_and_keeps_alive(loop: str, tmp_path: Pat
 
     with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
         runner.run(main())
+
+
+@both_loops
+async def test_a_slow_reader_pauses_the_upstream_and_loses_nothing(raw_server: Start) -> None:
+    size, piece = 32 << 20, b"x" * (1 << 16)
+    sent = 0
+
+    async def big(r: asyncio.StreamReader, w: asyncio.StreamWriter, s: RawServer) -> None:
+        nonlocal sent
+        await s.read_request(r)
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        while sent < size:
+            w.write(piece)
+            sent += len(piece)
+            await w.drain()
+        await s.read_request(r)
+
+    server = await raw_server(big)
+    pool = _pool(server.url)
+    try:
+        resp = await pool.request("POST", server.url, b"{}", {}, 30)
+        received = 0
+        async for chunk in resp.iter_any():
+            if received == 0:
+                await asyncio.sleep(0.3)  # a reader that stalls: the socket must be paused
+                assert sent < size // 2  # the upstream waits instead of filling our memory
+            received += len(chunk)
+        resp.release()
+    finally:
+        pool.close()
+    assert received == size
