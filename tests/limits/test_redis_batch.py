@@ -80,3 +80,24 @@ async def test_calls_made_while_the_tracker_drains_are_still_sent(
     batch = ScriptBatch(shared.client, ADD, tasks, name="test", run=Counted())
     total, tag = await batch([shared.key("{t}", "late")], [5, "late"])
     assert (int(total), tag.decode()) == (5, "late")
+
+
+async def test_a_batch_declares_its_first_key_for_cluster_routing(
+    redis_url: str, shared_redis: SharedFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = shared_redis(url=redis_url)
+    sent: list[tuple[Any, ...]] = []
+    evalsha = shared.client.evalsha
+
+    async def recording(*args: Any) -> Any:
+        sent.append(args)
+        return await evalsha(*args)
+
+    monkeypatch.setattr(shared.client, "evalsha", recording)
+    batch = ScriptBatch(shared.client, ADD, TaskTracker(), name="test", run=Counted())
+    first, second = shared.key("{t}", "a"), shared.key("{t}", "b")
+    replies = await asyncio.gather(batch([first], [2, "x"]), batch([second], [3, "y"]))
+    assert [int(total) for total, _ in replies] == [2, 3]
+    (command,) = sent  # one EVALSHA: sha, one declared key (the first), the packed calls
+    assert command[1:3] == (1, first)
+    assert len(command) == 4

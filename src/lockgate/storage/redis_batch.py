@@ -10,8 +10,9 @@ of the event loop, gathering the calls of the current one).
 
 The script runs every call in order inside one atomic script run, each with its own
 KEYS and ARGV, exactly as if sent alone (``batched`` wraps a script's text into a
-function; the keys travel inside the batch's one argument, so a batch, like any script
-touching several principals' keys, needs one Redis, not a cluster). Each caller gets its
+function). Every call's keys travel inside the batch's one argument; the batch's first key
+is also declared as KEYS[1], which routes it on Redis Cluster and cluster-aware proxies:
+the engines' hash tags put all of a script's keys in that key's slot. Each caller gets its
 own call's reply, or the batch's exception: a Redis error or timeout reaches every caller
 of that batch, who then falls back as for a lone call. As for any Lua script, a call that
 raised inside leaves the writes made before it.
@@ -30,10 +31,11 @@ from lockgate.core.tasks import TaskTracker
 
 MAX_CALLS = 128  # per batch: bounds how long one script run holds Redis (~10 µs a call)
 
-# ARGV[1]: the calls as one JSON array of [keys, args], every value a string (as Redis
-# passes KEYS and ARGV). One argument, packed by orjson, instead of every call's keys and
-# arguments as separate command arguments: redis-py packs each of those in Python, which
-# cost more than the rest of the call. Returns one reply per call.
+# KEYS[1]: the batch's first key (for routing). ARGV[1]: the calls as one JSON array of
+# [keys, args], every value a string (as Redis passes KEYS and ARGV). One argument, packed
+# by orjson, instead of every call's keys and arguments as separate command arguments:
+# redis-py packs each of those in Python, which cost more than the rest of the call.
+# Returns one reply per call.
 _DRIVER = """
 local out = {}
 local calls = cjson.decode(ARGV[1])
@@ -95,8 +97,9 @@ class ScriptBatch:
         packed = orjson.dumps(
             [(keys, [a if a.__class__ is str else str(a) for a in args]) for keys, args, _ in calls]
         )
+        route = next((keys[:1] for keys, _, _ in calls if keys), ())
         try:
-            replies = await self._run(lambda: self._script(keys=(), args=(packed,)))
+            replies = await self._run(lambda: self._script(keys=route, args=(packed,)))
         except asyncio.CancelledError:
             for _, _, future in calls:
                 future.cancel()
