@@ -231,10 +231,14 @@ async def test_connect_failure_names_the_host(raw_server: Start) -> None:
     probe.close()
     await probe.wait_closed()
     url = URL(f"http://127.0.0.1:{port}/v1")
-    pool = _pool(url)
+    pool = _pool(url, limit=1)
     with pytest.raises(ConnectFailed) as caught:
         await pool.request("POST", url, b"{}", {}, 5)
     assert (caught.value.host, caught.value.port) == ("127.0.0.1", port)
+    # A call waiting for the only slot gets it when a connect fails, not at its deadline.
+    calls = [pool.request("POST", url, b"{}", {}, 5) for _ in range(2)]
+    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 2)
+    assert all(isinstance(r, ConnectFailed) for r in results)
 
 
 @both_loops
@@ -356,11 +360,14 @@ async def test_a_cancelled_call_closes_its_connection_and_frees_its_slot(raw_ser
 @both_loops
 async def test_line_breaks_in_headers_are_refused(raw_server: Start) -> None:
     server = await raw_server(_echo_forever)
-    pool = _pool(server.url)
+    pool = _pool(server.url, limit=1)
     with pytest.raises(ValueError, match="line break"):
         await pool.request("POST", server.url, b"{}", {"X-Evil": "a\r\nHost: other"}, 5)
-    pool.close()
     assert not server.requests
+    # The refusal held no connection: the pool's only slot is free for the next call.
+    resp = await asyncio.wait_for(pool.request("POST", server.url, b"{}", {}, 5), 5)
+    assert await resp.read() == b'{"n": 1}'
+    pool.close()
 
 
 @both_loops

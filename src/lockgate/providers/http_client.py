@@ -116,16 +116,10 @@ class Response:
 
     def release(self) -> None:
         """Return a fully read connection to its pool; close one that is not."""
-        self._conn.finished(reusable=self._done and self._exc is None)
+        self._conn.finished(reusable=True)
 
     def close(self) -> None:
         self._conn.finished(reusable=False)
-
-    async def __aenter__(self) -> Response:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.release()
 
     # Fed by the connection.
     def _feed(self, data: bytes) -> None:
@@ -242,13 +236,12 @@ class _Connection(asyncio.Protocol):
         self._until_eof = False
         self._head = self._loop.create_future()
         self._timer = self._loop.call_at(deadline, self._timed_out)
-        self.transport.write(head + body if len(body) < 65536 else head)
-        if len(body) >= 65536:
-            self.transport.write(body)
+        self.transport.writelines((head, body))
         return self._head
 
     def finished(self, *, reusable: bool) -> None:
-        """The exchange is over for its caller: back to the pool, or closed."""
+        """The exchange is over for its caller: back to the pool if it may be and its
+        response was read to the end without error, else closed."""
         if not self.busy:
             return
         self.busy = False
@@ -314,16 +307,16 @@ class OriginPool:
         self, url: URL, *, limit: int, connect_timeout: float, tls: ssl.SSLContext | None
     ) -> None:
         self.host = url.raw_host or ""
-        self.port = url.port or (443 if url.scheme == "https" else 80)
-        default_port = (url.scheme == "https" and self.port == 443) or self.port == 80
+        default_port = 443 if url.scheme == "https" else 80
+        self.port = url.port or default_port
         name = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
-        host_header = name if default_port else f"{name}:{self.port}"
-        self._host_line = f"\r\nHost: {host_header}\r\n".encode("latin-1")
+        self._host = name if self.port == default_port else f"{name}:{self.port}"
         self._limit = limit
         self._connect_timeout = connect_timeout
         self._tls = tls
         self._idle: deque[_Connection] = deque()
         self._open: set[_Connection] = set()
+        self._connecting = 0  # slots held by connections being opened
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def request(
@@ -334,6 +327,7 @@ class OriginPool:
         is not an asyncio timeout around it)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
+        head = self._head(method, url, headers, len(body))  # may refuse: before a connection
         conn = self._idle_connection(loop.time())
         if conn is None:
             try:
@@ -341,7 +335,6 @@ class OriginPool:
                     conn = await self._new_connection()
             except TimeoutError:
                 raise TimedOut("upstream did not accept a connection in time") from None
-        head = self._head(method, url, headers, len(body))
         try:
             return await conn.send(head, body, deadline)
         except BaseException:
@@ -358,7 +351,7 @@ class OriginPool:
 
     async def _new_connection(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        while len(self._open) >= self._limit:
+        while len(self._open) + self._connecting >= self._limit:
             waiter = loop.create_future()
             self._waiters.append(waiter)
             try:
@@ -373,8 +366,7 @@ class OriginPool:
             conn = self._idle_connection(loop.time())
             if conn is not None:
                 return conn
-        placeholder = _Connection(self)
-        self._open.add(placeholder)  # holds the slot while connecting
+        self._connecting += 1
         try:
             async with asyncio.timeout(self._connect_timeout):
                 transport, conn = await loop.create_connection(
@@ -384,12 +376,16 @@ class OriginPool:
                     ssl=self._tls,
                     server_hostname=self.host if self._tls is not None else None,
                 )
-        except TimeoutError:
-            raise ConnectFailed(self.host, self.port, "connect timed out") from None
-        except OSError as exc:
-            raise ConnectFailed(self.host, self.port, exc.strerror or type(exc).__name__) from None
-        finally:
-            self._open.discard(placeholder)
+        except BaseException as exc:
+            self._connecting -= 1
+            self._wake_one()  # the slot is free again: a waiter may connect
+            if isinstance(exc, TimeoutError):
+                raise ConnectFailed(self.host, self.port, "connect timed out") from None
+            if isinstance(exc, OSError):
+                reason = exc.strerror or type(exc).__name__
+                raise ConnectFailed(self.host, self.port, reason) from None
+            raise
+        self._connecting -= 1
         if conn.closed:
             raise Disconnected("upstream closed the connection as it opened")
         conn.transport = transport  # uvloop may call connection_made only after this returns
@@ -397,13 +393,13 @@ class OriginPool:
         return conn
 
     def _head(self, method: str, url: URL, headers: Mapping[str, str], length: int) -> bytes:
-        lines = [method, " ", url.raw_path_qs, " HTTP/1.1"]
+        lines = [method, " ", url.raw_path_qs, " HTTP/1.1\r\nHost: ", self._host]
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise ValueError(f"header {name!r} contains a line break")
             lines += ("\r\n", name, ": ", value)
-        lines.append(f"\r\nContent-Length: {length}")
-        return "".join(lines).encode().replace(b"\r\n", self._host_line, 1) + b"\r\n\r\n"
+        lines.append(f"\r\nContent-Length: {length}\r\n\r\n")
+        return "".join(lines).encode()
 
     def put_back(self, conn: _Connection) -> None:
         conn.idle_since = asyncio.get_running_loop().time()
