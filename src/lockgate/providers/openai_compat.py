@@ -20,7 +20,7 @@ from lockgate.providers.http import HttpPool
 from lockgate.providers.keys import KeyPool
 from lockgate.providers.profiles import PROFILES, Profile
 from lockgate.providers.ratelimits import LimitsSeen, openai_limits
-from lockgate.providers.upstream import Upstream, loads_object
+from lockgate.providers.upstream import JSON_HEADERS, Upstream, loads_object
 
 if TYPE_CHECKING:
     from lockgate.config.schema import DeploymentConfig
@@ -68,7 +68,7 @@ class OpenAICompatible:
         self._profile = profile
         self._base = api_base.rstrip("/")
         self._chat_path, self._embed_path, self._query = profile.endpoints(api_version)
-        # Parsed once: aiohttp would parse a str URL on every request.
+        # Parsed once per path and model, not on every request.
         self._urls: dict[tuple[str, str], URL] = {}
         self._upstream = Upstream(
             base=self._base,
@@ -77,9 +77,8 @@ class OpenAICompatible:
             connect_timeout=connect_timeout,
             max_connections=max_connections,
             headers={
-                "Content-Type": "application/json",
+                **JSON_HEADERS,
                 "Accept": "application/json",
-                "Accept-Encoding": "gzip, deflate",
                 **profile.extra_headers,
                 **headers,
             },

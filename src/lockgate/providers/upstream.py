@@ -24,6 +24,9 @@ from lockgate.providers.keys import KeyPool
 from lockgate.providers.ratelimits import LimitsSeen
 
 TRANSPORT_ERRORS = (TransportError, asyncio.TimeoutError)
+# What a JSON API adapter sends with every request: its body, and the encodings the
+# client decodes (providers/http_client.py).
+JSON_HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "gzip, deflate"}
 
 LimitsParser = Callable[[Mapping[str, str]], RateLimitInfo | None]
 # Builds the headers one request goes out with, from its URL, body and unsigned headers.

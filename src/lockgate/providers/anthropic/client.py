@@ -19,7 +19,7 @@ from lockgate.providers.anthropic.stream import openai_chunks, sse_events
 from lockgate.providers.http import HttpPool
 from lockgate.providers.keys import KeyPool
 from lockgate.providers.ratelimits import LimitsSeen
-from lockgate.providers.upstream import Upstream, loads_object
+from lockgate.providers.upstream import JSON_HEADERS, Upstream, loads_object
 
 if TYPE_CHECKING:
     from lockgate.config.schema import DeploymentConfig
@@ -73,12 +73,7 @@ class Anthropic:
             timeout=timeout,
             connect_timeout=connect_timeout,
             max_connections=max_connections,
-            headers={
-                "Content-Type": "application/json",
-                "Accept-Encoding": "gzip, deflate",
-                "anthropic-version": API_VERSION,
-                **headers,
-            },
+            headers={**JSON_HEADERS, "anthropic-version": API_VERSION, **headers},
             errors=error_from_response,
             api_key=api_key,
             key_pool=key_pool,

@@ -17,7 +17,7 @@ from lockgate.providers.gemini import embeddings, request, response, stream
 from lockgate.providers.gemini.errors import error_from_body
 from lockgate.providers.http import HttpPool
 from lockgate.providers.keys import KeyPool
-from lockgate.providers.upstream import Upstream, loads_object
+from lockgate.providers.upstream import JSON_HEADERS, Upstream, loads_object
 
 if TYPE_CHECKING:
     from lockgate.config.schema import DeploymentConfig
@@ -64,11 +64,7 @@ class Gemini:
             timeout=timeout,
             connect_timeout=connect_timeout,
             max_connections=max_connections,
-            headers={
-                "Content-Type": "application/json",
-                "Accept-Encoding": "gzip, deflate",
-                **headers,
-            },
+            headers={**JSON_HEADERS, **headers},
             errors=error_from_body,
             api_key=api_key,
             key_pool=key_pool,
