@@ -102,20 +102,24 @@ async def settings(request: web.Request) -> web.Response:
     return respond(Settings.model_validate(await store.settings(kind, ident)))
 
 
+async def _changed(store: ScopeStore, kind: str, ident: str, keys: KeyCache) -> web.Response:
+    """After a budget or limit change: drop the cached keys it touches, answer the settings."""
+    await keys.changed(ident if kind == "key" else None)
+    return respond(Settings.model_validate(await store.settings(kind, ident)))
+
+
 async def put_budget(request: web.Request) -> web.Response:
     store, kind, ident, keys = await _scope(request)
     req = await body(request, BudgetSet)
     await store.put_budget(kind, ident, usd_to_units(req.limit_usd), req.period, req.alerts)
-    await keys.changed(ident if kind == "key" else None)
-    return respond(Settings.model_validate(await store.settings(kind, ident)))
+    return await _changed(store, kind, ident, keys)
 
 
 async def delete_budget(request: web.Request) -> web.Response:
     store, kind, ident, keys = await _scope(request)
     if not await store.delete_budget(kind, ident, request.match_info["period"]):
         raise missing("budget", request.match_info["period"])
-    await keys.changed(ident if kind == "key" else None)
-    return respond(Settings.model_validate(await store.settings(kind, ident)))
+    return await _changed(store, kind, ident, keys)
 
 
 async def put_limit(request: web.Request) -> web.Response:
@@ -123,16 +127,14 @@ async def put_limit(request: web.Request) -> web.Response:
     req = await body(request, LimitSet)
     values = req.model_dump(exclude={"model"})
     await store.put_limit(kind, ident, req.model, values)
-    await keys.changed(ident if kind == "key" else None)
-    return respond(Settings.model_validate(await store.settings(kind, ident)))
+    return await _changed(store, kind, ident, keys)
 
 
 async def delete_limit(request: web.Request) -> web.Response:
     store, kind, ident, keys = await _scope(request)
     if not await store.delete_limit(kind, ident, request.match_info["model"]):
         raise missing("limit", request.match_info["model"])
-    await keys.changed(ident if kind == "key" else None)
-    return respond(Settings.model_validate(await store.settings(kind, ident)))
+    return await _changed(store, kind, ident, keys)
 
 
 async def usage(request: web.Request) -> web.Response:
