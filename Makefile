@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 # llama-cpp-python (the local model extra) builds from source; its LLaVA part is not needed.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+# A portable AVX2 build: the native one (-march=native) crashed in decode on a Xeon with
+# AMX and AVX-512 (llama-cpp-python 0.3.36, SmolLM2).
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
+	-DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: run test lint typecheck unit bench clean chromium wrk
 
