@@ -237,3 +237,32 @@ async def test_new_records_are_written_while_a_long_spool_is_replayed(
     assert second.ledger.counts["dropped"] == 0
     assert await _rows(second) == (3200, 3200)
     await second.close(grace=5)
+
+
+async def test_a_stalled_database_gets_the_spool_not_drops(
+    proxied: tuple[TcpProxy, str], tmp_path: Path
+) -> None:
+    """Up but not keeping up: a write hangs on a lock another session holds, while twice
+    the buffer's worth of records arrives. They go to the spool, none is dropped, and all
+    reach the database once the lock is gone."""
+    _, url = proxied
+    db = Database(_config(url, tmp_path), TaskTracker())
+    await db.start()
+    db.ledger.record(make_record("first"))
+    await wait_until(lambda: db.ledger.counts["written"] == 1)
+    async with db.engine.connect() as blocker:
+        await blocker.exec_driver_sql("LOCK TABLE spend_ledger IN EXCLUSIVE MODE")
+        for i in range(200):  # buffer_records is 100
+            db.ledger.record(make_record(f"r-{i}"))
+            if i % 20 == 0:
+                await asyncio.sleep(0.01)
+        await wait_until(lambda: db.ledger.counts["spooled"] >= 100)
+        assert db.ledger.up  # nothing failed: the database is slow, not down
+        assert db.ledger.counts["written"] == 1
+        assert db.ledger.pending <= 100
+        await blocker.rollback()
+    await wait_until(lambda: db.ledger.counts["written"] == 201, 20)
+    assert db.ledger.counts["dropped"] == 0
+    assert await _rows(db) == (201, 201)
+    await wait_until(lambda: db.ledger.spool is not None and db.ledger.spool.size == 0)
+    await db.close(grace=5)

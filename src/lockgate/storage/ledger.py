@@ -3,9 +3,11 @@
 `record()` only appends to a bounded in-memory buffer. One background worker (spawned on
 the gateway's TaskTracker) writes batches through `SpendStore`; when the database fails,
 it backs off and retries, moving records to the on-disk spool once half the buffer is
-used, and replays the spool first when the database is back. Only when both the buffer
-and the spool are full is a record dropped, and counted. Nothing here ever blocks or
-fails a request. At shutdown the worker makes a final flush (or spools what is left).
+used, and replays the spool first when the database is back. A database that is up but
+slower than the traffic, or stalled in a write, also gets the spool: past four batches
+waiting, all but the batch being written go there, and are written once it catches up.
+Only when both the buffer and the spool are full is a record dropped, and counted.
+Nothing here ever blocks or fails a request. At shutdown the worker makes a final flush (or spools what is left).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class LedgerWriter:
         self.batch_size = cfg.batch_size
         self.flush_interval = cfg.flush_interval
         self.bound = cfg.buffer_records
+        # Records waiting while the database is up but behind, beyond which they spool.
+        self._behind = min(self.bound // 2, 4 * cfg.batch_size)
         self.spool = Spool(cfg.spool_path, cfg.spool_max_bytes) if cfg.spool_path else None
         self._tasks = tasks
         self._migrate: Callable[[], Awaitable[None]] | None = None
@@ -52,6 +56,8 @@ class LedgerWriter:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._spiller: asyncio.Task[None] | None = None
+        self._spool_lock = asyncio.Lock()  # appends, and a replay's last read and clear
         self._retry_at = 0.0  # monotonic time of the next attempt while down
         self._retry_delay = RETRY_MIN
         self.up = True
@@ -73,6 +79,8 @@ class LedgerWriter:
         pending.append(record)
         if len(pending) == self.batch_size or self._stopping:
             self._wake.set()
+        elif len(pending) >= self._behind and self._spiller is None and self.spool is not None:
+            self._spiller = self._tasks.spawn(self._spill_behind(), name="ledger-spill")
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -142,13 +150,14 @@ class LedgerWriter:
     async def _replay(self, spool: Spool) -> None:
         offset = 0
         while True:
-            records, offset = await spool.read(offset, self.batch_size)
-            if not records:
-                break
+            async with self._spool_lock:  # nothing is appended between the last read and clear
+                records, offset = await spool.read(offset, self.batch_size)
+                if not records:
+                    await spool.clear()
+                    return
             await self._write(records)
             # A long replay must not starve new records into the buffer's bound.
             await self._write_pending(self.batch_size)
-        await spool.clear()
 
     async def _write_pending(self, keep: int) -> None:
         """Write buffered records in batches until at most ``keep`` are left."""
@@ -175,17 +184,38 @@ class LedgerWriter:
         self._retry_at = time.monotonic() + self._retry_delay
         self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
 
+    async def _spill_behind(self) -> None:
+        """The database is up but slower than the traffic (or stalled in a write): move
+        all but the batch being written to the spool, from the buffer's new end."""
+        try:
+            async with self._spool_lock:
+                pending = self._pending
+                records = [pending.pop() for _ in range(len(pending) - self.batch_size)]
+                records.reverse()
+                written = await self._append(records)
+                pending.extend(records[written:])  # what did not fit waits in memory
+                self.counts["spooled"] += written
+        finally:
+            self._spiller = None
+
+    async def _append(self, records: list[LedgerRecord]) -> int:
+        assert self.spool is not None
+        if not records:
+            return 0
+        try:
+            return await self.spool.append(records)
+        except OSError as exc:
+            log.error("spend ledger: cannot write the spool %s: %s", self.spool.path, exc)
+            return 0
+
     async def _spill(self, *, final: bool = False) -> None:
         """Move buffered records to the spool; at shutdown, what does not fit is lost."""
-        records = list(self._pending)
         written = 0
-        if self.spool is not None and records:
-            try:
-                written = await self.spool.append(records)
-            except OSError as exc:
-                log.error("spend ledger: cannot write the spool %s: %s", self.spool.path, exc)
-        for _ in range(written):
-            self._pending.popleft()
+        if self.spool is not None:
+            async with self._spool_lock:
+                written = await self._append(list(self._pending))
+                for _ in range(written):
+                    self._pending.popleft()
         self.counts["spooled"] += written
         if final and self._pending:
             lost = len(self._pending)
@@ -199,7 +229,7 @@ class LedgerWriter:
         records = CounterMetricFamily(
             "lockgate_ledger_records",
             "Spend ledger records: written, duplicate (already stored), spooled to disk "
-            "while the database was down, dropped (buffer and spool full).",
+            "while the database was down or behind, dropped (buffer and spool full).",
             labels=["outcome"],
         )
         for outcome, count in self.counts.items():
