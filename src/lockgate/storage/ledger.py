@@ -7,7 +7,8 @@ used, and replays the spool first when the database is back. A database that is 
 slower than the traffic, or stalled in a write, also gets the spool: past four batches
 waiting, all but the batch being written go there, and are written once it catches up.
 Only when both the buffer and the spool are full is a record dropped, and counted.
-Nothing here ever blocks or fails a request. At shutdown the worker makes a final flush (or spools what is left).
+Nothing here ever blocks or fails a request. At shutdown the worker makes a final flush
+(or spools what is left).
 """
 
 from __future__ import annotations
