@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from blockbuster import BlockBuster, blockbuster_ctx
 
+from lockgate.api.front.site import FrontSite
 from lockgate.app import build_app
 from lockgate.config.loader import parse_config
 from lockgate.providers.simulator import Simulator, SimulatorOptions
@@ -110,10 +111,10 @@ async def make_gateway() -> AsyncIterator[GatewayFactory]:
         app = build_app(config)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = FrontSite(runner, "127.0.0.1", 0)
         await site.start()
         runners.append(runner)
-        port = runner.addresses[0][1]
+        port = site.port
         return Gateway(url=f"http://127.0.0.1:{port}", app=app)
 
     yield factory

@@ -10,10 +10,9 @@ from aiohttp import web
 
 from lockgate.api import (
     admin,
-    anthropic_routes,
     cache_admin,
     dashboard_routes,
-    openai_routes,
+    endpoints,
     ops_routes,
 )
 from lockgate.api.middleware import gateway_middleware
@@ -174,8 +173,7 @@ def build_app(config: Config) -> web.Application:
         keys=keys,
     )
     app[STATE] = state
-    openai_routes.add_routes(app)
-    anthropic_routes.add_routes(app)
+    endpoints.add_routes(app)
     ops_routes.add_routes(app)
     cache_admin.add_routes(app)
     dashboard_routes.add_routes(app)

@@ -8,11 +8,11 @@ import ipaddress
 import logging
 import os
 import signal
-import socket
 from collections.abc import Callable
 
 from aiohttp import web
 
+from lockgate.api.front.site import FrontSite
 from lockgate.app import build_app
 from lockgate.config.environment import config_from_environment, simulated_config
 from lockgate.config.loader import ConfigError, load_config
@@ -94,14 +94,14 @@ async def _serve_config(
     )
     await runner.setup()
     tune_gc()
-    site = web.TCPSite(runner, server.host, server.port, backlog=4096)
+    site = FrontSite(runner, server.host, server.port)
     try:
         await site.start()
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", server.host, server.port, exc.strerror)
         await runner.cleanup()
         return 2
-    bound = _bound_port(site) or server.port
+    bound = site.port
     names = ", ".join(m.name for m in config.models)
     log.info("lockgate listening on http://%s:%s (models: %s)", server.host, bound, names)
     stop = asyncio.Event()
@@ -121,12 +121,3 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 100)
-
-
-def _bound_port(site: web.TCPSite) -> int | None:
-    server = site._server  # aiohttp keeps the asyncio server here
-    sockets = getattr(server, "sockets", None) or []
-    for sock in sockets:
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            return int(sock.getsockname()[1])
-    return None

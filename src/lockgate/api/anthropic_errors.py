@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import orjson
-from aiohttp import web
 
 from lockgate.api.errors import add_error_headers
+from lockgate.api.exchange import Reply
 from lockgate.core.errors import GatewayError
 from lockgate.core.types import JSON, RequestContext
 
@@ -47,12 +47,9 @@ def anthropic_headers(ctx: RequestContext) -> dict[str, str]:
     return headers
 
 
-def anthropic_error_response(exc: GatewayError, ctx: RequestContext) -> web.Response:
+def anthropic_error_response(exc: GatewayError, ctx: RequestContext) -> Reply:
     headers = anthropic_headers(ctx)
     add_error_headers(exc, headers)
-    return web.Response(
-        status=anthropic_status(exc),
-        body=orjson.dumps(anthropic_error_body(exc, ctx.request_id)),
-        content_type="application/json",
-        headers=headers,
+    return Reply(
+        anthropic_status(exc), orjson.dumps(anthropic_error_body(exc, ctx.request_id)), headers
     )

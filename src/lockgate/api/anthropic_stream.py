@@ -13,10 +13,10 @@ from contextlib import suppress
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from lockgate.api.anthropic_errors import anthropic_error_body, anthropic_headers
 from lockgate.api.anthropic_wire import anthropic_usage, message_id, stop_reason
+from lockgate.api.exchange import SSE_HEADERS, Exchange
 from lockgate.core.errors import GatewayError
 from lockgate.core.types import JSON, ChatRequest, ChunkStream, RequestContext, Usage
 
@@ -137,19 +137,11 @@ class EventTranslator:
 
 
 async def relay_anthropic_stream(
-    request: web.Request, ctx: RequestContext, chunks: ChunkStream, req: ChatRequest
-) -> web.StreamResponse:
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-            **anthropic_headers(ctx),
-        }
-    )
+    ex: Exchange, ctx: RequestContext, chunks: ChunkStream, req: ChatRequest
+) -> None:
     translator = EventTranslator(req)
     try:
-        await response.prepare(request)
+        await ex.open_stream({**SSE_HEADERS, **anthropic_headers(ctx)})
         started = False
         async for chunk in chunks:
             data = chunk.data
@@ -159,19 +151,18 @@ async def relay_anthropic_stream(
                 out = translator.start(data.get("usage"))
             out += translator.chunk(data)
             if out:
-                await response.write(out)
+                await ex.send(out)
         if not started:
-            await response.write(translator.start(None))
-        await response.write(translator.end())
+            await ex.send(translator.start(None))
+        await ex.send(translator.end())
     except GatewayError as exc:
         # Headers are gone already: the failure travels as an error event the SDKs raise on.
         ctx.outcome = exc.kind
         with suppress(ConnectionError):
-            await response.write(event("error", anthropic_error_body(exc, ctx.request_id)))
+            await ex.send(event("error", anthropic_error_body(exc, ctx.request_id)))
     except ConnectionError:
         ctx.outcome = "client_disconnected"
     finally:
         await chunks.aclose()
     with suppress(ConnectionError):
-        await response.write_eof()
-    return response
+        await ex.close_stream()

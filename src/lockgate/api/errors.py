@@ -1,7 +1,6 @@
 """Render gateway errors in the client's wire format; OpenAI's {"error": {...}} by default.
 
-Routes that speak another wire format declare it with `declare_error_renderer`; the
-middleware looks the renderer up by route name, and only when a request failed.
+Endpoints that speak another wire format name their renderer (`api/endpoints.py`).
 """
 
 from __future__ import annotations
@@ -10,29 +9,12 @@ import math
 from collections.abc import Callable
 
 import orjson
-from aiohttp import web
 
+from lockgate.api.exchange import Reply
 from lockgate.core.errors import GatewayError
 from lockgate.core.types import JSON, RequestContext
 
-ErrorRenderer = Callable[[GatewayError, RequestContext], web.Response]
-ERROR_RENDERERS = web.AppKey("lockgate_error_renderers", dict[str, ErrorRenderer])
-
-
-def declare_error_renderer(app: web.Application, renderer: ErrorRenderer, *routes: str) -> None:
-    """Errors of the named routes are rendered by ``renderer`` instead of OpenAI's shape."""
-    renderers = app.get(ERROR_RENDERERS)
-    if renderers is None:
-        renderers = app[ERROR_RENDERERS] = {}
-    for name in routes:
-        renderers[name] = renderer
-
-
-def error_renderer(app: web.Application, route: str | None) -> ErrorRenderer:
-    renderers = app.get(ERROR_RENDERERS)
-    if route is None or renderers is None:
-        return openai_error_response
-    return renderers.get(route, openai_error_response)
+ErrorRenderer = Callable[[GatewayError, RequestContext], Reply]
 
 
 def add_error_headers(exc: GatewayError, headers: dict[str, str]) -> None:
@@ -57,12 +39,7 @@ def openai_error_body(exc: GatewayError) -> JSON:
     }
 
 
-def openai_error_response(exc: GatewayError, ctx: RequestContext) -> web.Response:
+def openai_error_response(exc: GatewayError, ctx: RequestContext) -> Reply:
     headers = ctx.response_headers()
     add_error_headers(exc, headers)
-    return web.Response(
-        status=exc.status,
-        body=orjson.dumps(openai_error_body(exc)),
-        content_type="application/json",
-        headers=headers,
-    )
+    return Reply(exc.status, orjson.dumps(openai_error_body(exc)), headers)

@@ -8,24 +8,17 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from aiohttp import web
 
-from lockgate.core.errors import BadRequest, PayloadTooLarge
+from lockgate.api.exchange import Exchange
+from lockgate.core.errors import BadRequest
 from lockgate.core.types import JSON, CacheControl, ChatRequest, EmbeddingRequest
 
 _POSITIVE_INTS = ("max_tokens", "max_completion_tokens", "n")
 
 
-async def read_json(request: web.Request, limit: int) -> JSON:
-    length = request.content_length
-    if length is not None and length > limit:
-        raise _too_large(limit)
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise _too_large(limit) from exc
-    if len(raw) > limit:
-        raise _too_large(limit)
+async def read_json(ex: Exchange, limit: int) -> JSON:
+    """The body as a JSON object: 413 beyond ``limit`` bytes, 400 when it is not one."""
+    raw = await ex.read(limit)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -36,10 +29,6 @@ async def read_json(request: web.Request, limit: int) -> JSON:
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.", code="invalid_type")
     return body
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"The request body is larger than the gateway's limit of {limit} bytes.")
 
 
 def parse_chat(body: JSON) -> ChatRequest:

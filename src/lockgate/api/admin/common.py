@@ -9,6 +9,7 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from lockgate.api.exchange import AiohttpExchange
 from lockgate.api.master import require_master
 from lockgate.api.openai_wire import read_json
 from lockgate.core.errors import BadRequest, NotFound
@@ -42,7 +43,7 @@ async def admin(request: web.Request) -> tuple[Database, KeyCache]:
 
 
 async def body(request: web.Request, model: type[B]) -> B:
-    raw = await read_json(request, request.app[STATE].config.server.max_body_bytes)
+    raw = await read_json(AiohttpExchange(request), request.app[STATE].config.server.max_body_bytes)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
