@@ -11,10 +11,14 @@ from urllib.parse import urlsplit
 import httptools
 import orjson
 import pytest
+from aiohttp import web
 
 from lockgate.api.front.exchange import response_head
-from lockgate.providers.simulator import Simulator
-from tests.conftest import MASTER_KEY, Gateway, GatewayFactory, one_model
+from lockgate.api.front.site import FrontSite
+from lockgate.app import build_app
+from lockgate.config.loader import parse_config
+from lockgate.providers.simulator import Simulator, SimulatorOptions
+from tests.conftest import MASTER_KEY, PROVIDER_KEY, Gateway, GatewayFactory, one_model
 
 CHAT = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
 
@@ -191,3 +195,33 @@ def test_a_header_value_with_a_line_break_is_never_written() -> None:
     head = response_head(200, {"x-a": "1"}, "content-length: 0\r\n", close=True)
     assert head.startswith(b"HTTP/1.1 200 OK\r\ndate: ")
     assert head.endswith(b"content-length: 0\r\nx-a: 1\r\nconnection: close\r\n\r\n")
+
+
+async def test_shutdown_finishes_the_call_in_flight_then_closes_its_connection(
+    simulator: Simulator,
+) -> None:
+    """runner.cleanup() as SIGTERM runs it: the listener closes, the keep-alive call in
+    flight is answered (with `connection: close`), then the connection ends."""
+    simulator.options = SimulatorOptions(api_key=PROVIDER_KEY, latency="300ms")
+    config = parse_config(
+        {
+            "server": {"master_key": MASTER_KEY},
+            "models": [one_model(simulator.base_url)],
+            "database": None,
+        },
+        env={},
+    )
+    runner = web.AppRunner(build_app(config), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = FrontSite(runner, "127.0.0.1", 0)
+    await site.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+    answers = Reader(reader)
+    writer.write(post())
+    await asyncio.sleep(0.1)  # the call is waiting on the upstream
+    cleanup = asyncio.create_task(runner.cleanup())
+    (answer,) = await answers.answers(1)
+    assert answer.status == 200 and answer.headers["connection"] == "close"
+    assert await answers.closed()
+    await cleanup
+    writer.close()

@@ -78,10 +78,7 @@ async def serve(state: GatewayState, endpoint: Endpoint, ex: Exchange) -> int:
     except GatewayError as exc:
         ctx.outcome = exc.kind
         status = _fail(ex, endpoint.render_error(exc, ctx))
-    except CancelledError:
-        ctx.outcome = "client_disconnected"
-        raise
-    except ConnectionError:
+    except (CancelledError, ConnectionError):
         ctx.outcome = "client_disconnected"
         raise
     except Exception:

@@ -70,6 +70,15 @@ def too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"The request body is larger than the gateway's limit of {limit} bytes.")
 
 
+def aiohttp_response(reply: Reply) -> web.Response:
+    return web.Response(
+        status=reply.status,
+        body=reply.body,
+        content_type=reply.content_type,
+        headers=reply.headers,
+    )
+
+
 class AiohttpExchange(Exchange):
     """An exchange on a connection aiohttp holds; `response` is what the route returns."""
 
@@ -97,12 +106,7 @@ class AiohttpExchange(Exchange):
 
     def reply(self, reply: Reply) -> None:
         self.started = True
-        self.response = web.Response(
-            status=reply.status,
-            body=reply.body,
-            content_type=reply.content_type,
-            headers=reply.headers,
-        )
+        self.response = aiohttp_response(reply)
 
     async def open_stream(self, headers: dict[str, str]) -> None:
         response = self.response = web.StreamResponse(headers=headers)

@@ -14,7 +14,7 @@ from aiohttp.typedefs import Handler
 
 from lockgate.api.endpoints import ENDPOINTS
 from lockgate.api.errors import openai_error_response
-from lockgate.api.exchange import Reply
+from lockgate.api.exchange import aiohttp_response
 from lockgate.api.request_headers import credential, request_id
 from lockgate.core.errors import GatewayError, NotFound
 from lockgate.core.types import RequestContext
@@ -23,15 +23,6 @@ log = logging.getLogger("lockgate.api")
 
 CTX = web.RequestKey("lockgate_ctx", RequestContext)
 _ENDPOINTS = frozenset(e.name for e in ENDPOINTS)
-
-
-def _response(reply: Reply) -> web.Response:
-    return web.Response(
-        status=reply.status,
-        body=reply.body,
-        content_type=reply.content_type,
-        headers=reply.headers,
-    )
 
 
 @web.middleware
@@ -46,20 +37,20 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
     except GatewayError as exc:
         ctx.outcome = exc.kind
-        return _response(openai_error_response(exc, ctx))
+        return aiohttp_response(openai_error_response(exc, ctx))
     except web.HTTPException as exc:  # aiohttp's own: unknown path, wrong method
         if exc.status == 404:
             err: GatewayError = NotFound(f"Unknown path {request.path}", code="unknown_url")
         else:
             err = GatewayError(exc.reason, status=exc.status, code="http_error")
         ctx.outcome = err.kind
-        return _response(openai_error_response(err, ctx))
+        return aiohttp_response(openai_error_response(err, ctx))
     except (CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("unexpected error serving request %s", ctx.request_id)
         err = GatewayError(f"Internal gateway error (request id {ctx.request_id}).")
-        return _response(openai_error_response(err, ctx))
+        return aiohttp_response(openai_error_response(err, ctx))
     if not response.prepared:
         response.headers.update(ctx.response_headers())
     return response

@@ -146,7 +146,7 @@ class Connection(asyncio.Protocol):
             return
         ex.body_done()
         if ex.replied and not ex.keep_alive:
-            self._close()
+            self.close()
 
     # --- serving
     def _next(self) -> None:
@@ -167,7 +167,7 @@ class Connection(asyncio.Protocol):
             if ex.endpoint is None:
                 ex.reply(_stray(ex))
             else:
-                front.busy += 1
+                front.call_started()
                 try:
                     await serve(front.state, ex.endpoint, ex)
                 finally:
@@ -176,16 +176,16 @@ class Connection(asyncio.Protocol):
             return
         except Exception:  # a response that could not be written (a bad header value)
             log.exception("could not answer %s %s", ex.method, ex.path)
-            self._close()
+            self.close()
             return
         if self._transport is None:
             return
         self._queue.popleft()
-        if not ex.keep_alive:
+        if not ex.keep_alive or front.draining:
             if ex.complete:
-                self._close()
+                self.close()
             else:  # read the rest of the body, then close (closing now could lose the reply)
-                front.loop.call_later(_LINGER, self._close)
+                front.loop.call_later(_LINGER, self.close)
             return
         self._next()
 
@@ -203,13 +203,14 @@ class Connection(asyncio.Protocol):
             await self._drained
 
     # --- the connection's end, or its handing over
+    @property
+    def draining(self) -> bool:
+        return self._front.draining
+
     def idle(self) -> bool:
         return self._task is None and not self._receiving
 
     def close(self) -> None:
-        self._close()
-
-    def _close(self) -> None:
         if self._transport is not None:
             self._transport.close()
 
@@ -249,7 +250,7 @@ class Connection(asyncio.Protocol):
             )
             with suppress(ConnectionError):
                 self.write(head + body)
-        self._close()
+        self.close()
 
 
 def _is_endpoint(line: bytes) -> bool:
@@ -260,8 +261,8 @@ def _is_endpoint(line: bytes) -> bool:
 
 
 def _stray(ex: FrontExchange) -> Reply:
-    """A request for something other than an endpoint, pipelined behind one."""
-    ex.keep_alive = False
+    """A request for something other than an endpoint, pipelined behind one (its
+    exchange never keeps the connection alive)."""
     message = (
         f"{ex.method} {ex.path} arrived pipelined behind an API request; this connection "
         "serves only the API endpoints now. Send it on a new connection."

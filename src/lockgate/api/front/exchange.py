@@ -152,8 +152,9 @@ class FrontExchange(Exchange):
             self._conn.write(_LAST_CHUNK)
 
     def _closes(self) -> bool:
-        """Whether the connection closes after this response: the client asked, or the
-        request's body is still arriving (a refusal before it was read)."""
-        if not self.complete:
+        """Whether the connection closes after this response: the client asked, the
+        request's body is still arriving (a refusal before it was read), or the gateway
+        is shutting down."""
+        if not self.complete or self._conn.draining:
             self.keep_alive = False
         return not self.keep_alive

@@ -36,12 +36,16 @@ class Front:
         self.loop = asyncio.get_running_loop()
         self.connections: set[Connection] = set()
         self.busy = 0  # endpoint calls in flight
+        self.draining = False  # connections close after their call in flight
         self._quiet: asyncio.Event | None = None  # set when draining and none is left
         self._keepalive = keepalive_timeout
         self._sweeper = self.loop.call_later(_SWEEP_EVERY, self._sweep)
 
     def protocol(self) -> Connection:
         return Connection(self)
+
+    def call_started(self) -> None:
+        self.busy += 1
 
     def call_done(self) -> None:
         self.busy -= 1
@@ -59,6 +63,7 @@ class Front:
         """Wait for the endpoint calls in flight (at most ``grace`` seconds), then close
         every connection; calls still running then are cancelled."""
         self._sweeper.cancel()
+        self.draining = True
         for conn in list(self.connections):
             if conn.idle():
                 conn.close()
