@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
 from sqlalchemy import select
 
@@ -100,6 +101,11 @@ async def test_budget_under_50_concurrent_requests_and_cost_on_the_ledger(
     usage = await admin(gw, "GET", f"/admin/keys/{key_id}/usage")
     daily = next(p for p in usage["periods"] if p["period"] == "daily")
     assert daily["spent_nanos"] == spent and daily["requests"] == ok
+    # /metrics counts what was billed: a reservation (max_tokens at the price, refused
+    # ones included) is a quote, not spend.
+    async with aiohttp.ClientSession() as session, session.get(f"{gw.url}/metrics") as resp:
+        metrics = await resp.text()
+    assert f'lockgate_spend_usd_total{{deployment="d"}} {spent / 10**9}' in metrics
 
 
 async def _burst(gw: Gateway, key: str, n: int) -> tuple[int, int]:

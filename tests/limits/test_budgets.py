@@ -199,5 +199,20 @@ async def test_in_process_memory_follows_what_is_in_flight(clock: Clock) -> None
         await engine.settle(await engine.reserve([budget], 10), 10)
     [counters] = engine._counters.values()
     assert len(counters.held) == 0
-    assert len(counters.expiries) <= 64 + 1
     assert engine.usage(budget) == (50_000, 0)
+
+
+async def test_lost_reservations_are_dropped_without_a_refusal(clock: Clock) -> None:
+    """Reservations never settled (their requests lost) leave memory once expired, even on
+    a budget far from its limit, where no refusal ever looks at them."""
+    engine = LocalBudgets(clock=clock, reservation_ttl=60)
+    budget = Budget("team", "t1", limit=10**12, period="monthly")
+    for _ in range(500):
+        await engine.reserve([budget], 10)  # never settled
+    [counters] = engine._counters.values()
+    assert len(counters.held) == 500
+    clock.advance(61)
+    for _ in range(LocalBudgets._SWEEP_EVERY):
+        await engine.settle(await engine.reserve([budget], 10), 10)
+    assert len(counters.held) == 0
+    assert engine.usage(budget) == (10 * LocalBudgets._SWEEP_EVERY, 0)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -23,15 +22,19 @@ from lockgate.core.types import JSON, Chunk, ChunkStream, RequestContext, Usage
 NANOS_PER_USD = 10**9
 
 
-@dataclass(slots=True, frozen=True)
-class Cost:
+class Cost(NamedTuple):  # a tuple: made for every answer, cheaply
     nanos: int  # USD * 10**9
     priced: bool = True  # False: no price is known for the model; counted as 0
 
 
 class Pricer(Protocol):
     def cost(self, deployment: str, provider: str, model: str, usage: Usage) -> Cost:
-        """The cost of one upstream answer; never raises (an unknown model costs 0)."""
+        """The cost of one upstream answer, counted as spent; never raises (an unknown
+        model costs 0)."""
+        ...
+
+    def quote(self, deployment: str, provider: str, model: str, usage: Usage) -> Cost:
+        """What ``usage`` would cost, not counted as spent (a budget's reservation)."""
         ...
 
 

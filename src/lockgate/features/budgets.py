@@ -17,14 +17,13 @@ Amounts are ints of ``money.MONEY_UNIT``.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 from urllib.parse import quote
 
 from lockgate.core.errors import BudgetExceeded
@@ -82,8 +81,7 @@ class Hold:
         return None if self.resets_at is None else self.resets_at + _KEEP_AFTER_PERIOD
 
 
-@dataclass(frozen=True, slots=True)
-class Reservation:
+class Reservation(NamedTuple):  # a tuple: made once per request, cheaply
     id: str
     amount: int
     holds: tuple[Hold, ...]
@@ -206,26 +204,23 @@ class _Counters:
     spent: int = 0
     reserved: int = 0
     held: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> amount, expiry
-    expiries: list[tuple[float, str]] = field(default_factory=list)  # heap
+    next_expiry: float = math.inf  # no held reservation expires before this
     fired: set[str] = field(default_factory=set)
 
     def expire(self, now: float) -> None:
-        while self.expiries and self.expiries[0][0] <= now:
-            expiry, rid = heapq.heappop(self.expiries)
-            held = self.held.get(rid)
-            if held is not None and held[1] == expiry:
+        """Release reservations past their expiry (never settled: a lost request). Only
+        a refusal needs this to be exact, so it runs then (and in the sweep), not on every
+        reservation: an expired hold only makes a budget look fuller than it is."""
+        if now < self.next_expiry:
+            return
+        soonest = math.inf
+        for rid, (amount, expiry) in list(self.held.items()):
+            if expiry <= now:
                 del self.held[rid]
-                self.reserved -= held[0]
-
-    def release(self, rid: str) -> None:
-        held = self.held.pop(rid, None)
-        if held is not None:
-            self.reserved -= held[0]
-        # Settled reservations leave their expiry in the heap; rebuild it before those
-        # outnumber the live ones, so memory follows what is in flight, not the traffic.
-        if len(self.expiries) > 2 * len(self.held) + 64:
-            self.expiries = [(expiry, r) for r, (_, expiry) in self.held.items()]
-            heapq.heapify(self.expiries)
+                self.reserved -= amount
+            elif expiry < soonest:
+                soonest = expiry
+        self.next_expiry = soonest
 
 
 class LocalBudgets:
@@ -247,11 +242,10 @@ class LocalBudgets:
         self.reservation_ttl = reservation_ttl
         self._ops = 0
 
-    def _open(self, hold: Hold, now: float) -> _Counters:
+    def _open(self, hold: Hold) -> _Counters:
         counters = self._counters.get(hold.key)
         if counters is None:
             counters = self._counters[hold.key] = _Counters(hold.keep_until())
-        counters.expire(now)
         if hold.floor > counters.spent:
             counters.spent = hold.floor
         return counters
@@ -264,25 +258,39 @@ class LocalBudgets:
                 for key, c in self._counters.items()
                 if c.keep_until is None or c.keep_until > now
             }
+            for c in self._counters.values():
+                c.expire(now)
 
     async def reserve(self, budgets: Iterable[Budget], max_cost: int) -> Reservation:
-        return self.reserve_now(self._plans(budgets, self._clock()), max_cost)
+        return self.reserve_budgets(budgets, max_cost)
 
-    def reserve_now(self, holds: Sequence[Hold], max_cost: int) -> Reservation:
+    def reserve_budgets(self, budgets: Iterable[Budget], max_cost: int) -> Reservation:
+        """``reserve`` without suspending: in-process counters answer at once."""
+        now = self._clock()
+        return self.reserve_now(self._plans(budgets, now), max_cost, now)
+
+    def reserve_now(
+        self, holds: Sequence[Hold], max_cost: int, now: float | None = None
+    ) -> Reservation:
         if max_cost < 0:
             raise ValueError(f"max_cost must be >= 0, got {max_cost}")
-        now = self._clock()
+        if now is None:
+            now = self._clock()
         self._sweep(now)
-        opened = [self._open(hold, now) for hold in holds]
+        opened = [self._open(hold) for hold in holds]
         for hold, c in zip(holds, opened, strict=True):
             limit = hold.budget.limit
-            if c.spent >= limit or c.spent + c.reserved + max_cost > limit:
-                raise refusal(hold, c.spent, c.reserved, max_cost, self._metrics)
+            if c.spent + c.reserved + max_cost > limit or c.spent >= limit:
+                c.expire(now)
+                if c.spent >= limit or c.spent + c.reserved + max_cost > limit:
+                    raise refusal(hold, c.spent, c.reserved, max_cost, self._metrics)
         rid, expiry = new_id(), now + self.reservation_ttl
+        hold_of = (max_cost, expiry)
         for c in opened:
             c.reserved += max_cost
-            c.held[rid] = (max_cost, expiry)
-            heapq.heappush(c.expiries, (expiry, rid))
+            c.held[rid] = hold_of
+            if expiry < c.next_expiry:
+                c.next_expiry = expiry
         return Reservation(rid, max_cost, tuple(holds), "local")
 
     async def settle(self, reservation: Reservation, cost: int) -> list[BudgetAlert]:
@@ -291,11 +299,13 @@ class LocalBudgets:
     def settle_now(self, reservation: Reservation, cost: int) -> list[BudgetAlert]:
         if cost < 0:
             raise ValueError(f"cost must be >= 0, got {cost}")
-        now = self._clock()
-        alerts = []
+        alerts: list[BudgetAlert] = []
+        rid = reservation.id
         for hold in reservation.holds:
-            c = self._open(hold, now)
-            c.release(reservation.id)
+            c = self._open(hold)
+            held = c.held.pop(rid, None)
+            if held is not None:
+                c.reserved -= held[0]
             c.spent += cost
             for threshold, amount in hold.alerts:
                 if c.spent >= amount and threshold not in c.fired:
@@ -305,6 +315,7 @@ class LocalBudgets:
 
     def usage(self, budget: Budget) -> tuple[int, int]:
         """(spent, reserved) of ``budget`` in the current period: for tests and admin."""
-        hold = plan([budget], self._clock())[0]
-        c = self._open(hold, self._clock())
+        now = self._clock()
+        c = self._open(plan([budget], now)[0])
+        c.expire(now)
         return c.spent, c.reserved

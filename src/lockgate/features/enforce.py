@@ -17,7 +17,7 @@ from lockgate.core.errors import PermissionDenied
 from lockgate.core.gate import Finish
 from lockgate.core.router import ModelGroup
 from lockgate.core.tasks import TaskTracker
-from lockgate.core.types import JSON, RequestContext, Usage
+from lockgate.core.types import JSON, Principal, RequestContext, Usage
 from lockgate.features.budgets import BudgetEngine, LocalBudgets, Reservation
 from lockgate.features.ratelimit import LocalRateLimiter, RateLimiter, Ticket
 
@@ -66,6 +66,8 @@ class Governor:
         if not principal.limits and not principal.budgets:
             return None
         prompt, output = input_tokens(body), output_tokens(body)
+        if self._local:  # in-process engines answer at once: nothing to await
+            return self._admit_now(ctx, principal, group, prompt, output)
         ticket: Ticket | None = None
         if principal.limits:
             grant = await self.limiter.check(
@@ -75,15 +77,42 @@ class Governor:
             ticket = grant.ticket
         reservation: Reservation | None = None
         if principal.budgets:
-            dep = group.deployments[0]
-            max_cost = self.pricer.cost(dep.id, dep.provider, dep.model, Usage(prompt, output))
             try:
-                reservation = await self.budgets.reserve(principal.budgets, max_cost.nanos)
+                reservation = await self.budgets.reserve(
+                    principal.budgets, self._max_cost(group, prompt, output)
+                )
             except BaseException:
                 if ticket is not None:  # refused: give the estimated tokens back
                     self._spawn(ctx, ticket, None, refused=True)
                 raise
         return lambda: self._spawn(ctx, ticket, reservation)
+
+    def _admit_now(
+        self, ctx: RequestContext, principal: Principal, group: ModelGroup, prompt: int, output: int
+    ) -> Finish:
+        limiter, budgets = self.limiter, self.budgets
+        assert isinstance(limiter, LocalRateLimiter) and isinstance(budgets, LocalBudgets)
+        ticket: Ticket | None = None
+        if principal.limits:
+            grant = limiter.check_limits(principal.limits, group.name, prompt + output)
+            ctx.limit_headers = grant.headers
+            ticket = grant.ticket
+        reservation: Reservation | None = None
+        if principal.budgets:
+            try:
+                max_cost = self._max_cost(group, prompt, output)
+                reservation = budgets.reserve_budgets(principal.budgets, max_cost)
+            except BaseException:
+                if ticket is not None:  # refused: give the estimated tokens back
+                    self._settle_now(ctx, ticket, None, refused=True)
+                raise
+        return lambda: self._settle_now(ctx, ticket, reservation, False)
+
+    def _max_cost(self, group: ModelGroup, prompt: int, output: int) -> int:
+        """The most a request may cost: its tokens at the group's first deployment's prices
+        (quoted, not counted as spent)."""
+        dep = group.deployments[0]
+        return self.pricer.quote(dep.id, dep.provider, dep.model, Usage(prompt, output)).nanos
 
     def _spawn(
         self,
@@ -92,9 +121,6 @@ class Governor:
         reservation: Reservation | None,
         refused: bool = False,
     ) -> None:
-        if self._local:  # in-process engines settle at once: no task to schedule
-            self._settle_now(ctx, ticket, reservation, refused)
-            return
         self.tasks.spawn(self._settle(ctx, ticket, reservation, refused), name="limits:settle")
 
     def _settle_now(

@@ -81,6 +81,11 @@ class Rates:
         self._whole = tuple(int(rate) for rate in self._decimal) if whole else None
 
     def cost(self, usage: Usage) -> Cost:
+        whole = self._whole
+        if whole is not None and not (
+            usage.cached_tokens or usage.cache_creation_tokens or usage.reasoning_tokens
+        ):  # the usual answer: plain input and output tokens
+            return Cost(usage.prompt_tokens * whole[0] + usage.completion_tokens * whole[3])
         counts = split(usage)
         if self._whole is not None:
             return Cost(sum(n * r for n, r in zip(counts, self._whole, strict=True)))

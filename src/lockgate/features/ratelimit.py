@@ -19,15 +19,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from urllib.parse import quote
 
 from lockgate.core.errors import RateLimitExceeded
 from lockgate.core.memo import ByIdentity
 from lockgate.features.limit_metrics import LimitMetrics
-from lockgate.providers.ratelimits import openai_duration
+from lockgate.providers.ratelimits import openai_duration, openai_duration_ms
 
 US = 1_000_000  # microseconds per second
 # limit name -> (unit, window in seconds, how OpenAI words the window)
@@ -64,6 +64,12 @@ class Rule:
     limit: int
     window_us: int
     model: str | None
+    requests: bool = field(init=False)  # counts requests (1 a request), not tokens
+    request_cost: int = field(init=False)  # cost_us(1): how far one request moves the TAT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "requests", self.unit == "requests")
+        object.__setattr__(self, "request_cost", self.cost_us(1))
 
     def cost_us(self, amount: int) -> int:
         """How far ``amount`` units move the TAT (rounded up: never under-charged)."""
@@ -82,8 +88,7 @@ class Rule:
         return f"{unit} per {per} ({self.name.upper()}) of this {self.scope}{where}"
 
 
-@dataclass(frozen=True, slots=True)
-class Ticket:
+class Ticket(NamedTuple):  # a tuple: made once per request, cheaply
     """What an admitted request was charged, for ``settle`` to correct."""
 
     rules: tuple[Rule, ...]  # the token limits charged
@@ -91,8 +96,7 @@ class Ticket:
     backend: str  # "local" or "redis": where the charge lives
 
 
-@dataclass(frozen=True, slots=True)
-class Grant:
+class Grant(NamedTuple):
     """An admitted request: OpenAI's ``x-ratelimit-*`` headers and the ticket to settle."""
 
     headers: dict[str, str]
@@ -220,33 +224,38 @@ def decide(
 def _headers(
     rules: Sequence[Rule], now: int, tats: Sequence[int], skip_unit: str | None = None
 ) -> dict[str, str]:
-    """OpenAI's headers, per unit for the limit closest to running out."""
-    closest: dict[str, tuple[int, int, Rule]] = {}
+    """OpenAI's headers, per unit for the limit closest to running out (on a tie, the
+    smaller limit). Runs for every admitted request, hence written out flat."""
+    req: tuple[int, int, int] | None = None  # remaining, limit, TAT
+    tok: tuple[int, int, int] | None = None
     for rule, tat in zip(rules, tats, strict=True):
-        unit = rule.unit
-        if unit == skip_unit:
+        if rule.unit == skip_unit:
             continue
-        remaining = rule.remaining(now, tat)
-        best = closest.get(unit)
-        if (
-            best is None
-            or remaining < best[0]
-            or (remaining == best[0] and rule.limit < best[2].limit)
-        ):
-            closest[unit] = (remaining, tat, rule)
-    headers = {}
-    for unit, (remaining, tat, rule) in closest.items():
-        limit_name, remaining_name, reset_name = _HEADER_NAMES[unit]
-        headers[limit_name] = str(rule.limit)
-        headers[remaining_name] = str(remaining)
-        headers[reset_name] = openai_duration(max(0, tat - now) / US)
+        limit, window = rule.limit, rule.window_us
+        room = now + window - (tat if tat > now else now)
+        remaining = room * limit // window if room > 0 else 0
+        if remaining > limit:
+            remaining = limit
+        best = req if rule.requests else tok
+        if best is None or remaining < best[0] or (remaining == best[0] and limit < best[1]):
+            if rule.requests:
+                req = (remaining, limit, tat)
+            else:
+                tok = (remaining, limit, tat)
+    headers: dict[str, str] = {}
+    for names, best in ((_REQUEST_HEADERS, req), (_TOKEN_HEADERS, tok)):
+        if best is not None:
+            remaining, limit, tat = best
+            headers[names[0]] = str(limit)
+            headers[names[1]] = str(remaining)
+            headers[names[2]] = openai_duration_ms(-(-(tat - now) // 1000)) if tat > now else "0s"
     return headers
 
 
-_HEADER_NAMES = {
-    unit: tuple(f"x-ratelimit-{what}-{unit}" for what in ("limit", "remaining", "reset"))
+_REQUEST_HEADERS, _TOKEN_HEADERS = (
+    tuple(f"x-ratelimit-{what}-{unit}" for what in ("limit", "remaining", "reset"))
     for unit in ("requests", "tokens")
-}
+)
 
 
 class LocalRateLimiter:
@@ -274,33 +283,40 @@ class LocalRateLimiter:
     ) -> Grant:
         return self.check_now(self._select(limits, model), tokens)
 
+    def check_limits(self, limits: Iterable[RateLimit], model: str | None, tokens: int) -> Grant:
+        """``check`` without suspending: in-process cells answer at once."""
+        return self.check_now(self._select(limits, model), tokens)
+
     def check_now(self, rules: Sequence[Rule], tokens: int) -> Grant:
+        if tokens < 0:
+            raise ValueError(f"tokens must be >= 0, got {tokens}")
         now = self._now()
         self._checks += 1
         if self._checks % self._SWEEP_EVERY == 0:
             self._tats = {k: t for k, t in self._tats.items() if t > now}
-        if tokens < 0:
-            raise ValueError(f"tokens must be >= 0, got {tokens}")
         cells = self._tats
-        units, costs, tats = [], [], []
-        admitted = True
+        after: list[int] = []
+        charged: list[Rule] = []
         for rule in rules:
-            amount = 1 if rule.unit == "requests" else tokens
-            cost = rule.cost_us(amount)
             tat = cells.get(rule.key, now)
             if tat < now:
                 tat = now
-            if tat + cost - now > rule.window_us:
-                admitted = False
-            units.append(amount)
-            costs.append(cost)
-            tats.append(tat)
-        if not admitted:
-            return decide(rules, units, now, tats, False, "local", self._metrics)
-        after = [tat + cost for tat, cost in zip(tats, costs, strict=True)]
+            if rule.requests:
+                tat += rule.request_cost
+            else:
+                tat += rule.cost_us(tokens)
+                charged.append(rule)
+            if tat - now > rule.window_us:
+                return self._refuse(rules, tokens, now)
+            after.append(tat)
         for rule, tat in zip(rules, after, strict=True):
             cells[rule.key] = tat
-        return decide(rules, units, now, after, True, "local", self._metrics)
+        return Grant(_headers(rules, now, after), Ticket(tuple(charged), tokens, "local"))
+
+    def _refuse(self, rules: Sequence[Rule], tokens: int, now: int) -> Grant:
+        """Raises RateLimitExceeded for the state as found (nothing was charged)."""
+        tats = [max(self._tats.get(rule.key, now), now) for rule in rules]
+        return decide(rules, amounts(rules, tokens), now, tats, False, "local", self._metrics)
 
     async def settle(self, ticket: Ticket, tokens: int) -> None:
         self.settle_now(ticket, tokens)
@@ -308,6 +324,8 @@ class LocalRateLimiter:
     def settle_now(self, ticket: Ticket, tokens: int) -> None:
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
+        if tokens == ticket.tokens or not ticket.rules:
+            return
         now = self._now()
         for rule in ticket.rules:
             delta = rule.cost_us(tokens) - rule.cost_us(ticket.tokens)

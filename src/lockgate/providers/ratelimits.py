@@ -33,14 +33,16 @@ def _int(value: str | None) -> int | None:
 
 def openai_duration(seconds: float) -> str:
     """A duration as OpenAI writes ``x-ratelimit-reset-*``: 59ms, 1s, 1.5s, 6m0s, 1h2m3s."""
-    total_ms = math.ceil(seconds * 1000 - 1e-6)
-    if total_ms <= 0:
-        return "0s"
+    return openai_duration_ms(math.ceil(seconds * 1000 - 1e-6))
+
+
+def openai_duration_ms(total_ms: int) -> str:
+    """``openai_duration`` of a whole number of milliseconds."""
     if total_ms < 1000:
-        return f"{total_ms}ms"
+        return f"{total_ms}ms" if total_ms > 0 else "0s"
     hours, rest = divmod(total_ms, 3_600_000)
     minutes, rest = divmod(rest, 60_000)
-    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+    secs = f"{rest // 1000}s" if rest % 1000 == 0 else f"{rest / 1000:.3f}".rstrip("0") + "s"
     if hours:
         return f"{hours}h{minutes}m{secs}"
     if minutes:
