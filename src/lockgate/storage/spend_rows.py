@@ -6,6 +6,7 @@ Built in the ledger's writer (never on the request path): one tuple per ledger r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -69,17 +70,27 @@ def ledger_rows(records: Sequence[LedgerRecord], sqlite: bool) -> list[tuple[Any
     """One tuple per record in LEDGER_COLUMNS order. SQLite stores times as SQLAlchemy
     does (ISO text, UTC, no offset) so that reports read them back through SQLAlchemy."""
     out = []
+    seconds: dict[int, tuple[Any, Any]] = {}  # a batch spans a few seconds: format each once
+    base: Any
     for r in records:
-        started = datetime.fromtimestamp(r.started_at, UTC)
-        day = started.date()
-        created: Any = started
-        day_value: Any = day
-        if sqlite:  # SQLAlchemy's text for a DateTime: "%Y-%m-%d %H:%M:%S.%f"
-            created = started.replace(tzinfo=None).isoformat(" ", "microseconds")
-            day_value = day.isoformat()
+        started = r.started_at
+        whole = math.floor(started)
+        micros = round((started - whole) * 1_000_000)  # as datetime rounds: half to even
+        if micros == 1_000_000:
+            whole, micros = whole + 1, 0
+        second = seconds.get(whole)
+        if second is None:
+            at = datetime.fromtimestamp(whole, UTC)
+            if sqlite:  # SQLAlchemy's text for a DateTime: "%Y-%m-%d %H:%M:%S.%f"
+                second = (at.strftime("%Y-%m-%d %H:%M:%S."), at.date().isoformat())
+            else:
+                second = (at, at.date())
+            seconds[whole] = second
+        base, day = second
+        created = f"{base}{micros:06d}" if sqlite else base.replace(microsecond=micros)
         out.append(
             (
-                _cut(r.request_id, _RID), created, day_value, _cut(r.key_id, _KEY),
+                _cut(r.request_id, _RID), created, day, _cut(r.key_id, _KEY),
                 _cut(r.user_id, _USER), _cut(r.team_id, _TEAM), _cut(r.endpoint, _END),
                 _cut(r.model_group, _GROUP), _cut(r.deployment, _DEPLOYMENT),
                 _cut(r.provider, _PROV), _cut(r.model, _MODEL), r.prompt_tokens,
