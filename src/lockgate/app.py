@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -25,7 +26,6 @@ from lockgate.core.router import Deployment, ModelGroup, Router
 from lockgate.core.tasks import TaskTracker
 from lockgate.core.types import Usage
 from lockgate.features.budgets import BudgetEngine, LocalBudgets
-from lockgate.features.budgets_redis import RedisBudgets
 from lockgate.features.cache.response_cache import SavedCost
 from lockgate.features.cache.wiring import attach_embedders, build_cache
 from lockgate.features.enforce import Governor
@@ -33,16 +33,16 @@ from lockgate.features.keyauth import KeyCache
 from lockgate.features.metrics import Metrics
 from lockgate.features.pricing import PriceBook
 from lockgate.features.ratelimit import LocalRateLimiter, RateLimiter
-from lockgate.features.ratelimit_redis import RedisRateLimiter
 from lockgate.features.redaction import BodyPolicy
-from lockgate.features.replicas import Replicas
 from lockgate.features.tracing import build_tracing
 from lockgate.providers.http import HttpPool
 from lockgate.providers.registry import ProviderContext, create_provider
 from lockgate.state import STATE, GatewayState
-from lockgate.storage.redis import SharedRedis
 from lockgate.storage.retention import Retention
 from lockgate.storage.service import Database
+
+if TYPE_CHECKING:
+    from lockgate.storage.redis import SharedRedis
 
 log = logging.getLogger("lockgate")
 Closer = Callable[[], Awaitable[None]]
@@ -122,7 +122,7 @@ def build_app(config: Config) -> web.Application:
     database = Database(config.database, tasks) if config.database is not None else None
     if database is not None:
         metrics.registry.register(database.ledger)
-    redis = SharedRedis(config.redis) if config.redis is not None else None
+    redis = shared_redis(config)
     cache = build_cache(config, tasks, redis, saved_usd(prices, router))
     tracing = build_tracing(config.tracing)
     if tracing is not None:
@@ -151,11 +151,11 @@ def build_app(config: Config) -> web.Application:
     if cache is not None:
         attach_embedders(cache, config, pipeline)
         metrics.registry.register(cache.metrics)
-    replicas = (
-        Replicas(redis, config.redis, pipeline, tasks, metrics)
-        if redis is not None and config.redis is not None
-        else None
-    )
+    replicas = None
+    if redis is not None and config.redis is not None:
+        from lockgate.features.replicas import Replicas
+
+        replicas = Replicas(redis, config.redis, pipeline, tasks, metrics)
     if keys is not None:
         pipeline.gate = governor(redis, metrics, prices, tasks)
         if replicas is not None:
@@ -188,6 +188,16 @@ async def _on_shutdown(app: web.Application) -> None:
     app[STATE].draining = True
 
 
+def shared_redis(config: Config) -> SharedRedis | None:
+    """The replicas' Redis, when configured. Redis's modules (redis-py pulls in
+    OpenTelemetry's SDK) load only then: a gateway without Redis does not carry them."""
+    if config.redis is None:
+        return None
+    from lockgate.storage.redis import SharedRedis
+
+    return SharedRedis(config.redis)
+
+
 def governor(
     redis: SharedRedis | None, metrics: Metrics, prices: PriceBook, tasks: TaskTracker
 ) -> Governor:
@@ -195,6 +205,9 @@ def governor(
     limiter: RateLimiter
     budgets: BudgetEngine
     if redis is not None:
+        from lockgate.features.budgets_redis import RedisBudgets
+        from lockgate.features.ratelimit_redis import RedisRateLimiter
+
         limiter = RedisRateLimiter(redis, tasks=tasks, metrics=metrics.limits)
         budgets = RedisBudgets(redis, tasks=tasks, metrics=metrics.limits)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -12,10 +13,12 @@ from lockgate.core.pipeline import Pipeline
 from lockgate.core.tasks import TaskTracker
 from lockgate.features.keyauth import KeyCache
 from lockgate.features.metrics import Metrics
-from lockgate.features.replicas import Replicas
 from lockgate.providers.http import HttpPool
-from lockgate.storage.redis import SharedRedis
 from lockgate.storage.service import Database
+
+if TYPE_CHECKING:  # Redis's modules load only when the config has a redis section
+    from lockgate.features.replicas import Replicas
+    from lockgate.storage.redis import SharedRedis
 
 
 @dataclass

@@ -9,7 +9,6 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from lockgate.config.schema import DatabaseConfig
-from lockgate.storage.pg_connect import PgConnector
 
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -54,6 +53,8 @@ def create_engine(cfg: DatabaseConfig, **options: Any) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         options["connect_args"] = {"timeout": cfg.connect_timeout}
     else:
+        from lockgate.storage.pg_connect import PgConnector  # asyncpg: for PostgreSQL only
+
         connector = PgConnector.resolve(url, cfg.connect_timeout)
         options["async_creator"] = connector.connect
         if "poolclass" not in options:

@@ -9,10 +9,10 @@ from lockgate.core.pipeline import Pipeline
 from lockgate.core.tasks import TaskTracker
 from lockgate.features.cache.backend import CacheBackend, MemoryBackend
 from lockgate.features.cache.response_cache import Embedder, ResponseCache, SavedCost
-from lockgate.storage.redis import SharedRedis
 
 if TYPE_CHECKING:
     from lockgate.features.cache.vectors import VectorStore
+    from lockgate.storage.redis import SharedRedis
 
 
 def build_cache(
