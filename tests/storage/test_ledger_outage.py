@@ -107,7 +107,8 @@ async def test_buffer_and_spool_full_drops_and_counts(
     for i in range(100):
         db.ledger.record(make_record(f"r-{i}"))
         await asyncio.sleep(0.002)
-    await wait_until(lambda: db.ledger.counts["dropped"] > 0, 10)
+    # The first write fails once the writer process has started and tried to connect.
+    await wait_until(lambda: db.ledger.counts["dropped"] > 0 and not db.ledger.up, 10)
     registry = CollectorRegistry()
     registry.register(db.ledger)
     metrics = generate_latest(registry).decode()

@@ -6,10 +6,13 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from lockgate.config.schema import DatabaseConfig
 from lockgate.storage.database import create_engine
@@ -74,19 +77,19 @@ async def test_a_sqlite_writer_process_that_dies_is_replaced_and_nothing_counts_
     store = SpendStore(engine)
     try:
         assert await store.write([make_record("req-1"), make_record("req-2")]) == 2
-        first = store.sqlite_child_pid()
+        first = store.writer_pid()
         assert first is not None
         os.kill(first, signal.SIGKILL)
         await asyncio.to_thread(_wait_gone, first)
         # The same batch again (as after a lost answer) plus a new record: one is new.
         assert await store.write([make_record("req-2"), make_record("req-3")]) == 1
-        assert store.sqlite_child_pid() not in (None, first)
+        assert store.writer_pid() not in (None, first)
         usage = await current_usage(engine, "key", "key-a", date(2026, 3, 2))
         assert usage["none"].requests == 3
     finally:
         await store.close()
         await engine.dispose()
-    assert store.sqlite_child_pid() is None
+    assert store.writer_pid() is None
 
 
 async def test_the_sqlite_writer_process_runs_on_the_configured_cpus(tmp_path: Path) -> None:
@@ -100,7 +103,7 @@ async def test_the_sqlite_writer_process_runs_on_the_configured_cpus(tmp_path: P
     store = SpendStore(engine, writer_cpus=cfg.writer_cpus)
     try:
         assert await store.write([make_record("req-1")]) == 1
-        pid = store.sqlite_child_pid()
+        pid = store.writer_pid()
         assert pid is not None
         assert os.sched_getaffinity(pid) == set(wanted)
         assert os.sched_getaffinity(0) == set(cpus)  # the gateway's own is untouched
@@ -120,3 +123,29 @@ def _wait_gone(pid: int) -> None:
             return
         time.sleep(0.01)
     raise AssertionError(f"process {pid} still running")
+
+
+async def test_a_postgres_writer_process_gets_its_url_on_stdin_not_argv(
+    make_pg_database: Callable[[], Any],
+) -> None:
+    """The ledger's writer process is told its database where `ps` cannot read it: the
+    password travels on its stdin. (The test server trusts local connections, so the
+    password is sent and not checked.)"""
+    plain = make_url(await make_pg_database())
+    url = plain.set(password="s3cret-pw").render_as_string(hide_password=False)
+    cfg = DatabaseConfig(url=url, spool_path=None)
+    await upgrade_async(cfg)
+    engine = await asyncio.to_thread(create_engine, cfg)
+    store = SpendStore(engine, url=url)
+    try:
+        assert await store.write([make_record("req-1"), make_record("req-2")]) == 2
+        pid = store.writer_pid()
+        assert pid is not None
+        cmdline = await asyncio.to_thread(Path(f"/proc/{pid}/cmdline").read_bytes)
+        assert b"lockgate.storage.spend_child" in cmdline
+        assert b"s3cret-pw" not in cmdline and str(plain.database).encode() not in cmdline
+        usage = await current_usage(engine, "key", "key-a", date(2026, 3, 2))
+        assert usage["none"].requests == 2
+    finally:
+        await store.close()
+        await engine.dispose()

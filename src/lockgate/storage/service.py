@@ -21,7 +21,11 @@ class Database:
     def __init__(self, cfg: DatabaseConfig, tasks: TaskTracker) -> None:
         self.cfg = cfg
         self.url = safe_url(cfg.url.get_secret_value())  # for logs: no password
-        self.spend = SpendStore(timeout=cfg.connect_timeout, writer_cpus=cfg.writer_cpus)
+        self.spend = SpendStore(
+            timeout=cfg.connect_timeout,
+            writer_cpus=cfg.writer_cpus,
+            url=cfg.url.get_secret_value(),
+        )
         self.ledger = LedgerWriter(self.spend, cfg, tasks)
 
     @property

@@ -6,18 +6,19 @@ are incremented only for the rows that were actually inserted, with atomic upser
 (`spent = spent + excluded.spent`) so that concurrent writers never lose an increment.
 Rows and counters are always locked in the same order (request id, then counter key), so
 two writers cannot deadlock each other. The SQL itself is the driver's business:
-`spend_sqlite` (sqlite3 in a child process of its own) and `spend_pg` (asyncpg).
+`spend_sqlite` (sqlite3) and `spend_pg` (asyncpg), both run in the ledger's writer
+process (`spend_process`, `spend_child`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lockgate.core.ledger_record import LedgerRecord
-from lockgate.storage.spend_pg import write_pg
-from lockgate.storage.spend_sqlite import SqliteSpendWriter
+from lockgate.storage.spend_process import SpendProcess
 
 
 class SpendStore:
@@ -28,11 +29,13 @@ class SpendStore:
         engine: AsyncEngine | None = None,
         timeout: float = 5.0,
         writer_cpus: Sequence[int] | None = None,
+        url: str | None = None,
     ) -> None:
         self._engine = engine
         self._timeout = timeout
         self._writer_cpus = writer_cpus
-        self._sqlite: SqliteSpendWriter | None = None
+        self._url = url  # as configured (TLS options included); None: the engine's
+        self._process: SpendProcess | None = None
 
     @property
     def bound(self) -> bool:
@@ -54,21 +57,24 @@ class SpendStore:
         ordered = [unique[k] for k in sorted(unique)]
         if not ordered:
             return 0
-        engine = self.engine
-        if engine.dialect.name == "postgresql":
-            return await write_pg(engine, ordered)
-        if self._sqlite is None:
-            path = engine.url.database
-            if engine.dialect.name != "sqlite" or not path or path == ":memory:":
-                raise NotImplementedError(f"no ledger writer for {engine.url.drivername}")
-            self._sqlite = SqliteSpendWriter(path, self._timeout, cpus=self._writer_cpus)
-        return await self._sqlite.write(ordered)
+        if self._process is None:
+            self._process = SpendProcess(self._target(), cpus=self._writer_cpus)
+        return await self._process.write(ordered)
 
-    def sqlite_child_pid(self) -> int | None:
-        """The SQLite writer's process id while it runs."""
-        return self._sqlite.child_pid if self._sqlite is not None else None
+    def _target(self) -> dict[str, Any]:
+        url = self.engine.url
+        if url.get_backend_name() == "postgresql":
+            given = self._url or url.render_as_string(hide_password=False)
+            return {"kind": "postgres", "url": given, "timeout": self._timeout}
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            raise NotImplementedError(f"no ledger writer for {url.drivername}")
+        return {"kind": "sqlite", "path": url.database, "timeout": self._timeout}
+
+    def writer_pid(self) -> int | None:
+        """The ledger writer process's id while it runs."""
+        return self._process.child_pid if self._process is not None else None
 
     async def close(self) -> None:
-        if self._sqlite is not None:
-            await self._sqlite.close()
-            self._sqlite = None
+        if self._process is not None:
+            await self._process.close()
+            self._process = None

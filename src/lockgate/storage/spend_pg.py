@@ -1,5 +1,5 @@
-"""Ledger batches into PostgreSQL straight through asyncpg: two statements, one round trip
-each, whatever the batch size.
+"""Ledger batches into PostgreSQL straight through asyncpg, in the ledger's writer process
+(`spend_child`): two statements, one round trip each, whatever the batch size.
 
 Rows travel as one array per column and are expanded by `unnest`, so each statement is
 prepared once per connection (asyncpg's statement cache) instead of being compiled by
@@ -9,12 +9,15 @@ counters upserted in key order, so two writers lock in the same order.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncpg
+from sqlalchemy.engine import make_url
 
 from lockgate.core.ledger_record import LedgerRecord
+from lockgate.storage.pg_connect import PgConnector
 from lockgate.storage.spend_rows import (
     COUNTER_COLUMNS,
     COUNTER_KEY,
@@ -56,22 +59,52 @@ def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-async def write_pg(engine: AsyncEngine, ordered: Sequence[LedgerRecord]) -> int:
+class PgBatches:
+    """Writes batches over one asyncpg connection (opened with the gateway's TLS and
+    password rules), reopened after a failure. Synchronous, for the writer process: each
+    batch runs to its end on the process's own event loop."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self._connector = PgConnector.resolve(make_url(url), timeout)
+        self._loop = asyncio.new_event_loop()
+        self._conn: asyncpg.Connection | None = None
+
+    def write(self, ordered: Sequence[LedgerRecord]) -> int:
+        return self._loop.run_until_complete(self._write(ordered))
+
+    async def _write(self, ordered: Sequence[LedgerRecord]) -> int:
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            conn = self._conn = await self._connector.connect()
+        try:
+            return await write_batch(conn, ordered)
+        except BaseException:
+            # Whatever failed (a lost server, a timeout), start over on a new connection at
+            # the next attempt: nothing of this batch was committed.
+            self._conn = None
+            conn.terminate()
+            raise
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+        self._loop.close()
+
+
+async def write_batch(pg: asyncpg.Connection, ordered: Sequence[LedgerRecord]) -> int:
     """Insert and count ``ordered`` (unique ids) in one transaction; returns how many were new."""
     rows = ledger_rows(ordered, sqlite=False)
-    async with engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        pg: Any = raw.driver_connection  # the asyncpg connection SQLAlchemy's pool holds
-        async with pg.transaction():
-            result = await pg.fetch(_INSERT, *_columns(rows, len(LEDGER_COLUMNS)))
-            inserted = {r[0] for r in result}
-            if not inserted:
-                return 0
-            new = []
-            for record, row in zip(ordered, rows, strict=True):
-                if row[0] in inserted:
-                    inserted.discard(row[0])  # two ids equal once cut count once
-                    new.append(record)
-            deltas = counter_deltas(new, sqlite=False)
-            await pg.execute(_UPSERT, *_columns(deltas, len(COUNTER_COLUMNS)))
+    async with pg.transaction():
+        result = await pg.fetch(_INSERT, *_columns(rows, len(LEDGER_COLUMNS)))
+        inserted = {r[0] for r in result}
+        if not inserted:
+            return 0
+        new = []
+        for record, row in zip(ordered, rows, strict=True):
+            if row[0] in inserted:
+                inserted.discard(row[0])  # two ids equal once cut count once
+                new.append(record)
+        deltas = counter_deltas(new, sqlite=False)
+        await pg.execute(_UPSERT, *_columns(deltas, len(COUNTER_COLUMNS)))
     return len(new)
