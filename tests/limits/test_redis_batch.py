@@ -53,6 +53,29 @@ async def test_concurrent_calls_share_a_round_trip_and_keep_their_own_replies(
     await tasks.drain(1.0)
 
 
+async def test_lingering_calls_arriving_apart_share_one_batch(
+    redis_url: str, shared_redis: SharedFactory
+) -> None:
+    """Settling calls come one by one as requests end; a linger gathers them."""
+    shared = shared_redis(url=redis_url)
+    key = shared.key("{t}", "settled")
+
+    async def spread(linger: float) -> int:
+        run, tasks = Counted(), TaskTracker()
+        batch = ScriptBatch(shared.client, ADD, tasks, name="test", run=run, linger=linger)
+        calls = []
+        for i in range(20):  # one call a millisecond, as requests finishing
+            calls.append(asyncio.ensure_future(batch([key], [1, str(i)])))
+            await asyncio.sleep(0.001)
+        await asyncio.gather(*calls)
+        await tasks.drain(1.0)
+        return run.calls
+
+    assert await spread(0.0) >= 5  # each call's batch goes as soon as the last returns
+    assert await spread(0.1) == 1  # all within the linger: one script run
+    assert int(await shared.client.get(key)) == 40
+
+
 async def test_a_redis_failure_reaches_every_caller_of_the_batch(
     shared_redis: SharedFactory,
 ) -> None:

@@ -31,7 +31,7 @@ from lockgate.features.budgets import (
 from lockgate.features.failopen import FailOpen, RedisUnavailable
 from lockgate.features.limit_metrics import LimitMetrics
 from lockgate.storage.redis import SharedRedis
-from lockgate.storage.redis_batch import ScriptBatch
+from lockgate.storage.redis_batch import SETTLE_LINGER, ScriptBatch
 
 # Releases a scope's expired reservations. Amounts are added as strings ('-' .. held):
 # Lua would print a large number in exponent form, which HINCRBY refuses.
@@ -148,7 +148,9 @@ class RedisBudgets:
         self.failopen = FailOpen("budgets", redis, metrics, probe_interval=probe_interval)
         run = self.failopen.run
         self._reserve = ScriptBatch(redis.client, RESERVE_LUA, tasks, name="budgets", run=run)
-        self._settle = ScriptBatch(redis.client, SETTLE_LUA, tasks, name="budgets", run=run)
+        self._settle = ScriptBatch(
+            redis.client, SETTLE_LUA, tasks, name="budgets-settle", run=run, linger=SETTLE_LINGER
+        )
         self._plans = Plans()
 
     def _keys(self, holds: Sequence[Hold]) -> list[str]:

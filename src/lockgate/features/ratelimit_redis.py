@@ -27,7 +27,7 @@ from lockgate.features.ratelimit import (
     decide,
 )
 from lockgate.storage.redis import SharedRedis
-from lockgate.storage.redis_batch import ScriptBatch
+from lockgate.storage.redis_batch import SETTLE_LINGER, ScriptBatch
 
 # KEYS: one cell per limit. ARGV[1]: now in microseconds, or "" for the Redis server's
 # clock (one clock for every replica); then per cell: its cost in microseconds, its window.
@@ -117,7 +117,9 @@ class RedisRateLimiter:
         self._select = Selection()
         run = self.failopen.run
         self._check = ScriptBatch(redis.client, CHECK_LUA, tasks, name="limits-check", run=run)
-        self._settle = ScriptBatch(redis.client, SETTLE_LUA, tasks, name="limits-settle", run=run)
+        self._settle = ScriptBatch(
+            redis.client, SETTLE_LUA, tasks, name="limits-settle", run=run, linger=SETTLE_LINGER
+        )
 
     def _now_arg(self) -> str:
         return "" if self._clock is None else str(int(self._clock() * US))

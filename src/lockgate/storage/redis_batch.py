@@ -6,7 +6,11 @@ connection, parsing) cost more CPU than the arithmetic. ``ScriptBatch`` queues t
 made while one batch is in flight and sends them together when it returns: one call at
 a time per script, so under load the batches grow and the per-request cost falls, and a
 lone request waits for nothing but its own round trip (the batch starts on the next turn
-of the event loop, gathering the calls of the current one).
+of the event loop, gathering the calls of the current one). Calls nobody waits on to
+answer a client (settling what a finished request used) may ``linger``: their batch
+starts that long after its first call, so that under load one script run carries
+dozens of them instead of one or two, and Redis and the gateway each pay one round trip
+for all of them.
 
 The script runs every call in order inside one atomic script run, each with its own
 KEYS and ARGV, exactly as if sent alone (``batched`` wraps a script's text into a
@@ -30,6 +34,7 @@ from redis.asyncio import Redis
 from lockgate.core.tasks import TaskTracker
 
 MAX_CALLS = 128  # per batch: bounds how long one script run holds Redis (~10 µs a call)
+SETTLE_LINGER = 0.005  # seconds a settling call waits for others to share its batch
 
 # KEYS[1]: the batch's first key (for routing). ARGV[1]: the calls as one JSON array of
 # [keys, args], every value a string (as Redis passes KEYS and ARGV). One argument, packed
@@ -61,9 +66,17 @@ class ScriptBatch:
     (the engines pass their FailOpen's ``run``)."""
 
     def __init__(
-        self, client: Redis, script: str, tasks: TaskTracker, *, name: str, run: Runner
+        self,
+        client: Redis,
+        script: str,
+        tasks: TaskTracker,
+        *,
+        name: str,
+        run: Runner,
+        linger: float = 0.0,
     ) -> None:
         self._script = client.register_script(batched(script))
+        self._linger = linger
         self._tasks = tasks
         self._name = name
         self._run = run
@@ -83,6 +96,8 @@ class ScriptBatch:
 
     async def _drain(self) -> None:
         try:
+            if self._linger:
+                await asyncio.sleep(self._linger)
             while self._pending:
                 calls = self._pending[:MAX_CALLS]
                 del self._pending[:MAX_CALLS]
