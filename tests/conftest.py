@@ -16,6 +16,12 @@ import pytest
 from aiohttp import web
 from blockbuster import BlockBuster, blockbuster_ctx
 
+# build_app imports Redis's and asyncpg's modules only when a config names them; loaded
+# here, their file reads happen before blockbuster watches the tests' event loops.
+import lockgate.features.budgets_redis
+import lockgate.features.ratelimit_redis
+import lockgate.features.replicas
+import lockgate.storage.pg_connect  # noqa: F401
 from lockgate.api.front.site import FrontSite
 from lockgate.app import build_app
 from lockgate.config.loader import parse_config

@@ -167,3 +167,47 @@ async def test_user_limit_and_key_model_limit(
     assert await refusal(two, "gpt-4o-mini") is None  # the user's third admitted request
     refused = await refusal(two, "gpt-4o-mini")
     assert refused is not None and "of this user" in refused
+
+
+async def test_with_redis_a_refusal_gives_back_what_the_other_check_took(
+    make_gateway: GatewayFactory,
+    make_sim: SimFactory,
+    tmp_path: Path,
+    redis_url: str,
+    redis_prefix: str,
+) -> None:
+    """With Redis the rate limits and the budget are checked at once (one round trip);
+    when the limit refuses, the reservation the budget made meanwhile is released."""
+    sim = await make_sim(completion_tokens=16)
+    gw = await make_gateway(
+        [{"name": "gpt-4o-mini", "deployments": [{**dep(sim, "d"), "prices": PRICES}]}],
+        sections={
+            "database": sqlite(tmp_path),
+            "redis": {"url": redis_url, "prefix": redis_prefix},
+        },
+    )
+    key, key_id = await new_key(gw)
+    await admin(gw, "PUT", f"/admin/keys/{key_id}/budgets", {"limit_usd": "0.1"})
+    await admin(gw, "PUT", f"/admin/keys/{key_id}/limits", {"tpm": 40})
+
+    async def ask(max_tokens: int) -> str:
+        async with gw.client(api_key=key) as client:
+            try:
+                await client.chat.completions.create(
+                    model="gpt-4o-mini", messages=HELLO, max_tokens=max_tokens
+                )
+            except openai.RateLimitError as exc:
+                return str(exc.code)
+        await asyncio.sleep(0.05)  # settles linger a few ms before they reach Redis
+        return "ok"
+
+    assert await ask(20) == "ok"  # $0.016 spent
+    # Over the 40 tokens a minute, while the budget has room for its $0.05: refused, and
+    # the $0.05 the budget reserved meanwhile must not stay held.
+    assert await ask(50) == "rate_limit_exceeded"
+    await admin(gw, "PUT", f"/admin/keys/{key_id}/limits", {"tpm": 10**6})
+    assert await ask(80) == "ok"  # $0.016 + $0.08 fits in $0.1 only if it was released
+    # Both refuse (too many tokens for a tpm of 1, and $0.032 + $0.09 > $0.1): the rate
+    # limit is the one reported, as when they ran one after the other.
+    await admin(gw, "PUT", f"/admin/keys/{key_id}/limits", {"tpm": 1})
+    assert await ask(90) == "rate_limit_exceeded"

@@ -10,6 +10,7 @@ upstream reported and the budgets with the cost the accounting step computed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from lockgate.core.accounting import Pricer, prompt_tokens
@@ -69,23 +70,44 @@ class Governor:
         if self._local:  # in-process engines answer at once: nothing to await
             return self._admit_now(ctx, principal, group, prompt, output)
         ticket: Ticket | None = None
+        reservation: Reservation | None = None
+        if principal.limits and principal.budgets:
+            ticket, reservation = await self._check_and_reserve(
+                ctx, principal, group, prompt, output
+            )
+            return lambda: self._spawn(ctx, ticket, reservation)
         if principal.limits:
             grant = await self.limiter.check(
                 principal.limits, model=group.name, tokens=prompt + output
             )
             ctx.limit_headers = grant.headers
             ticket = grant.ticket
-        reservation: Reservation | None = None
         if principal.budgets:
-            try:
-                reservation = await self.budgets.reserve(
-                    principal.budgets, self._max_cost(group, prompt, output)
-                )
-            except BaseException:
-                if ticket is not None:  # refused: give the estimated tokens back
-                    self._spawn(ctx, ticket, None, refused=True)
-                raise
+            reservation = await self.budgets.reserve(
+                principal.budgets, self._max_cost(group, prompt, output)
+            )
         return lambda: self._spawn(ctx, ticket, reservation)
+
+    async def _check_and_reserve(
+        self, ctx: RequestContext, principal: Principal, group: ModelGroup, prompt: int, output: int
+    ) -> tuple[Ticket, Reservation]:
+        """Both at once, so a request waits for one round trip to Redis, not two. When
+        either refuses, what the other took is given back; a rate limit is reported
+        before a budget, as when they ran one after the other."""
+        checked, reserved = await asyncio.gather(
+            self.limiter.check(principal.limits, model=group.name, tokens=prompt + output),
+            self.budgets.reserve(principal.budgets, self._max_cost(group, prompt, output)),
+            return_exceptions=True,
+        )
+        if isinstance(checked, BaseException):
+            if not isinstance(reserved, BaseException):
+                self._spawn(ctx, None, reserved, refused=True)  # released, nothing spent
+            raise checked
+        if isinstance(reserved, BaseException):
+            self._spawn(ctx, checked.ticket, None, refused=True)
+            raise reserved
+        ctx.limit_headers = checked.headers
+        return checked.ticket, reserved
 
     def _admit_now(
         self, ctx: RequestContext, principal: Principal, group: ModelGroup, prompt: int, output: int
