@@ -102,6 +102,15 @@ def cpu_snapshot() -> dict[int, tuple[str, int]]:
     return snap
 
 
+def core_ticks(core: str) -> tuple[int, int]:
+    """(busy, total) ticks of one CPU from /proc/stat (idle and iowait are not busy)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            ticks = [int(v) for v in line.split()[1:]]
+            return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+    return 0, 0
+
+
 def foreign_cpu(
     before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]], ours: set[int]
 ) -> tuple[float, str]:
@@ -378,6 +387,7 @@ class Measured:
     upstream_cpu_s: float
     foreign_cpu_s: float = 0.0
     foreign_top: str = ""
+    load_core_busy: float = float("nan")  # the load core's use over the run (0..1)
 
     @property
     def cpu_ms_per_request(self) -> float:
@@ -407,17 +417,21 @@ def measure(
     """Run wrk against `url`, recording the CPU `target` (if any) and `upstream` spent."""
     services = [s for s in (target, upstream) if s is not None]
     machine_before = cpu_snapshot()
+    load_before = core_ticks(cores) if cores.isdigit() else (0, 0)
     before = [s.cpu_seconds() for s in services]
     result = run_wrk(
         url, connections=connections, duration_s=duration_s, script=script, cores=cores
     )
     after = [s.cpu_seconds() for s in services]
+    load_after = core_ticks(cores) if cores.isdigit() else (0, 0)
     machine_after = cpu_snapshot()
     for service in services:
         service.check_alive()
     spent = [b - a for a, b in zip(before, after, strict=True)]
     foreign, top = foreign_cpu(machine_before, machine_after, our_processes())
-    return Measured(result, spent[0] if target else 0.0, spent[-1], foreign, top)
+    busy, total = (b - a for a, b in zip(load_before, load_after, strict=True))
+    load = busy / total if total else float("nan")
+    return Measured(result, spent[0] if target else 0.0, spent[-1], foreign, top, load)
 
 
 def our_processes() -> set[int]:
