@@ -207,6 +207,9 @@ class _Counters:
     next_expiry: float = math.inf  # no held reservation expires before this
     fired: set[str] = field(default_factory=set)
 
+    def no_room(self, limit: int, amount: int) -> bool:
+        return self.spent >= limit or self.spent + self.reserved + amount > limit
+
     def expire(self, now: float) -> None:
         """Release reservations past their expiry (never settled: a lost request). Only
         a refusal needs this to be exact, so it runs then (and in the sweep), not on every
@@ -279,10 +282,9 @@ class LocalBudgets:
         self._sweep(now)
         opened = [self._open(hold) for hold in holds]
         for hold, c in zip(holds, opened, strict=True):
-            limit = hold.budget.limit
-            if c.spent + c.reserved + max_cost > limit or c.spent >= limit:
-                c.expire(now)
-                if c.spent >= limit or c.spent + c.reserved + max_cost > limit:
+            if c.no_room(hold.budget.limit, max_cost):
+                c.expire(now)  # lost reservations may be holding the room
+                if c.no_room(hold.budget.limit, max_cost):
                     raise refusal(hold, c.spent, c.reserved, max_cost, self._metrics)
         rid, expiry = new_id(), now + self.reservation_ttl
         hold_of = (max_cost, expiry)

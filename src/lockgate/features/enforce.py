@@ -51,7 +51,12 @@ class Governor:
         self.budgets = budgets
         self.pricer = pricer
         self.tasks = tasks
-        self._local = isinstance(limiter, LocalRateLimiter) and isinstance(budgets, LocalBudgets)
+        # In-process engines answer at once: admitted and settled without awaiting.
+        self._local: tuple[LocalRateLimiter, LocalBudgets] | None = (
+            (limiter, budgets)
+            if isinstance(limiter, LocalRateLimiter) and isinstance(budgets, LocalBudgets)
+            else None
+        )
 
     async def admit(self, ctx: RequestContext, group: ModelGroup, body: JSON) -> Finish | None:
         principal = ctx.principal
@@ -67,7 +72,7 @@ class Governor:
         if not principal.limits and not principal.budgets:
             return None
         prompt, output = input_tokens(body), output_tokens(body)
-        if self._local:  # in-process engines answer at once: nothing to await
+        if self._local is not None:
             return self._admit_now(ctx, principal, group, prompt, output)
         ticket: Ticket | None = None
         reservation: Reservation | None = None
@@ -112,8 +117,8 @@ class Governor:
     def _admit_now(
         self, ctx: RequestContext, principal: Principal, group: ModelGroup, prompt: int, output: int
     ) -> Finish:
-        limiter, budgets = self.limiter, self.budgets
-        assert isinstance(limiter, LocalRateLimiter) and isinstance(budgets, LocalBudgets)
+        assert self._local is not None
+        limiter, budgets = self._local
         ticket: Ticket | None = None
         if principal.limits:
             grant = limiter.check_limits(principal.limits, group.name, prompt + output)
@@ -152,13 +157,13 @@ class Governor:
         reservation: Reservation | None,
         refused: bool,
     ) -> None:
-        assert isinstance(self.limiter, LocalRateLimiter)
-        assert isinstance(self.budgets, LocalBudgets)
+        assert self._local is not None
+        limiter, budgets = self._local
         try:
             if ticket is not None:
-                self.limiter.settle_now(ticket, _tokens(ctx, refused))
+                limiter.settle_now(ticket, _tokens(ctx, refused))
             if reservation is not None:
-                self.budgets.settle_now(reservation, max(0, ctx.cost or 0))
+                budgets.settle_now(reservation, max(0, ctx.cost or 0))
         except Exception:
             log.exception("settling a request's limits and budget failed")
 

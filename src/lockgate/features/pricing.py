@@ -87,8 +87,8 @@ class Rates:
         ):  # the usual answer: plain input and output tokens
             return Cost(usage.prompt_tokens * whole[0] + usage.completion_tokens * whole[3])
         counts = split(usage)
-        if self._whole is not None:
-            return Cost(sum(n * r for n, r in zip(counts, self._whole, strict=True)))
+        if whole is not None:
+            return Cost(sum(n * r for n, r in zip(counts, whole, strict=True)))
         exact = sum((n * r for n, r in zip(counts, self._decimal, strict=True)), Decimal(0))
         return Cost(int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)))
 

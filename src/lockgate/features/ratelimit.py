@@ -77,11 +77,6 @@ class Rule:
             return self.window_us + 1  # a limit of 0 admits nothing
         return -(-amount * self.window_us // self.limit)
 
-    def remaining(self, now: int, tat: int) -> int:
-        """Units that could still be admitted now."""
-        room = now + self.window_us - max(tat, now)
-        return max(0, min(self.limit, room * self.limit // self.window_us))
-
     def describe(self) -> str:
         unit, _, per = _LIMITS[self.name]
         where = f" for model {self.model}" if self.model else ""
@@ -231,7 +226,7 @@ def _headers(
     for rule, tat in zip(rules, tats, strict=True):
         if rule.unit == skip_unit:
             continue
-        limit, window = rule.limit, rule.window_us
+        limit, window = rule.limit, rule.window_us  # units that could still be admitted now:
         room = now + window - (tat if tat > now else now)
         remaining = room * limit // window if room > 0 else 0
         if remaining > limit:
@@ -281,7 +276,7 @@ class LocalRateLimiter:
     async def check(
         self, limits: Iterable[RateLimit], *, model: str | None = None, tokens: int = 0
     ) -> Grant:
-        return self.check_now(self._select(limits, model), tokens)
+        return self.check_limits(limits, model, tokens)
 
     def check_limits(self, limits: Iterable[RateLimit], model: str | None, tokens: int) -> Grant:
         """``check`` without suspending: in-process cells answer at once."""

@@ -7,7 +7,7 @@ dict: ``{"kind": "sqlite", "path", "timeout"}`` or ``{"kind": "postgres", "url",
 "timeout"}`` (on stdin, not in argv, where ``ps`` would show a password). Then one
 pickled batch of `LedgerRecord`s (as plain tuples) at a time; it answers each with
 ``("ok", inserted)`` or ``("error", description)``. The rows, the SQL and the driver's
-encoding (about 15 µs a record for SQLite, 10-20 µs for PostgreSQL's arrays) run here,
+encoding (about 15 µs a record for SQLite, about 20 µs for PostgreSQL's arrays) run here,
 never on the gateway's GIL, and with a lower scheduling priority they take the gateway's
 core only when requests leave it idle. It ignores SIGINT and SIGTERM (a Ctrl-C reaches
 the whole process group, and the gateway still has its final flush to send), and ends
