@@ -5,11 +5,11 @@ against the core path, at concurrency 64, measured as `bench/overhead.py` measur
         [--redis redis://127.0.0.1:6379/0] [--postgres postgresql://...:5432/test]
 
 The gateway runs alone on core 0 (`taskset -c 0`); wrk (`-t1 -c64`), the simulator
-upstream (no delay), Redis, PostgreSQL and the SQLite ledger's writer process (the
-`writer_cpus` setting) on core 1. The writer's CPU counts as the gateway's. At
-c64 the gateway's core is saturated, so requests/s measure its CPU per request. Variants,
-each a fresh gateway (started, warmed 2 s, measured ``--seconds``, stopped), in turn
-within each round; each variant's median round is reported:
+upstream (no delay), Redis, PostgreSQL and the ledger's writer process (the `writer_cpus`
+setting, for SQLite and PostgreSQL alike) on core 1. The writer's CPU counts as the
+gateway's. At c64 the gateway's core is saturated, so requests/s measure its CPU per
+request. Variants, each a fresh gateway (started, warmed 2 s, measured ``--seconds``,
+stopped), in turn within each round; each variant's median round is reported:
 
 - `core`: master key, `database: null`: no key lookup, no limits, no ledger;
 - `ledger only`: master key with the SQLite ledger (the default set-up);
@@ -135,7 +135,8 @@ def main() -> int:
             prefix = f"lgbench:{uuid.uuid4().hex[:8]}:"
             stack.callback(_forget, args.redis, prefix)
             redis = f"redis: {{url: '{args.redis}', prefix: '{prefix}'}}\n"
-            variants["redis+postgres"] = ((f"database: {{url: '{database}'}}\n", redis), True)
+            ledger = f"database: {{url: '{database}', writer_cpus: [{LOAD_CORE}]}}\n"
+            variants["redis+postgres"] = ((ledger, redis), True)
         n = 0
         for _ in range(args.rounds):
             for name, (sections, virtual) in variants.items():

@@ -59,6 +59,12 @@ async def simulator() -> AsyncIterator[Simulator]:
 class Gateway:
     url: str  # http://127.0.0.1:PORT
     app: web.Application
+    runner: web.AppRunner | None = None
+
+    async def stop(self) -> None:
+        """Shut down as at SIGTERM: stop listening, drain, run the cleanups."""
+        if self.runner is not None and self.runner.server is not None:
+            await self.runner.cleanup()
 
     @property
     def state(self) -> GatewayState:
@@ -121,11 +127,12 @@ async def make_gateway() -> AsyncIterator[GatewayFactory]:
         await site.start()
         runners.append(runner)
         port = site.port
-        return Gateway(url=f"http://127.0.0.1:{port}", app=app)
+        return Gateway(url=f"http://127.0.0.1:{port}", app=app, runner=runner)
 
     yield factory
     for runner in runners:
-        await runner.cleanup()
+        if runner.server is not None:  # not stopped by its test
+            await runner.cleanup()
 
 
 @pytest.fixture

@@ -258,6 +258,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await state.replicas.stop()
     if state.database is not None:
         await state.database.close(grace=state.config.server.shutdown_timeout)
+    if isinstance(state.pipeline.gate, Governor):  # its credit and leases given back
+        await state.pipeline.gate.close()
     await state.tasks.drain(grace=state.config.server.shutdown_timeout)
     if state.pipeline.cache is not None:
         await state.pipeline.cache.close()

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from lockgate.core.tasks import TaskTracker
+from lockgate.features.budget_leases import LEASE_SHARE, LEASE_TTL, BudgetLeases
 from lockgate.features.budgets import (
     DEFAULT_RESERVATION_TTL,
     Budget,
@@ -33,8 +34,9 @@ from lockgate.features.limit_metrics import LimitMetrics
 from lockgate.storage.redis import SharedRedis
 from lockgate.storage.redis_batch import SETTLE_LINGER, ScriptBatch
 
-# Releases a scope's expired reservations. Amounts are added as strings ('-' .. held):
-# Lua would print a large number in exponent form, which HINCRBY refuses.
+# Releases a scope's expired reservations (``purge``) or one (``release``); fires crossed
+# alerts once per period (``alerts``). Amounts are added as strings ('-' .. held): Lua
+# would print a large number in exponent form, which HINCRBY refuses.
 _PURGE = """
 local function purge(h, z, now)
   local gone = redis.call('ZRANGEBYSCORE', z, '-inf', now)
@@ -51,6 +53,22 @@ local function keep(h, z, ttl)
   if ttl > 0 then
     redis.call('PEXPIRE', h, ttl)
     redis.call('PEXPIRE', z, ttl)
+  end
+end
+local function release(h, z, id)
+  local held = redis.call('HGET', h, 'r:' .. id)
+  if held then
+    redis.call('HINCRBY', h, 'reserved', '-' .. held)
+    redis.call('HDEL', h, 'r:' .. id)
+    redis.call('ZREM', z, id)
+  end
+end
+local function alerts(h, i, spent, thresholds, fired)
+  for label, amount in string.gmatch(thresholds, '([^=,]+)=(%d+)') do
+    if spent >= tonumber(amount) and redis.call('HSETNX', h, 'a:' .. label, '1') == 1 then
+      fired[#fired + 1] = tostring(i)
+      fired[#fired + 1] = label
+    end
   end
 end
 """
@@ -105,21 +123,63 @@ local fired = {}
 for i = 1, n do
   local h, z = KEYS[2 * i - 1], KEYS[2 * i]
   purge(h, z, now)
-  local held = redis.call('HGET', h, 'r:' .. rid)
-  if held then
-    redis.call('HINCRBY', h, 'reserved', '-' .. held)
-    redis.call('HDEL', h, 'r:' .. rid)
-    redis.call('ZREM', z, rid)
-  end
+  release(h, z, rid)
   local spent = redis.call('HINCRBY', h, 'spent', ARGV[3])
   keep(h, z, tonumber(ARGV[2 * i + 2]))
   out[i] = string.format('%.0f', spent)
-  for label, amount in string.gmatch(ARGV[2 * i + 3], '([^=,]+)=(%d+)') do
-    if spent >= tonumber(amount) and redis.call('HSETNX', h, 'a:' .. label, '1') == 1 then
-      fired[#fired + 1] = tostring(i)
-      fired[#fired + 1] = label
-    end
+  alerts(h, i, spent, ARGV[2 * i + 3], fired)
+end
+for _, v in ipairs(fired) do out[#out + 1] = v end
+return out
+"""
+)
+
+
+# KEYS as above. ARGV: now (ms), lease id, spend settled on the lease since its last call,
+# the amount the lease keeps reserved (its requests in flight), the top-up wanted, the
+# lease's expiry (ms); then per budget: limit, ledger floor, key TTL in ms, alert
+# thresholds. Adds the spend, re-reserves what is kept plus what is granted of the top-up
+# (at most 1/LEASE_SHARE of what each budget has free), fires crossed alerts.
+# Returns the top-up granted, each budget's spend, then (index, label) of each alert fired.
+LEASE_LUA = (
+    _PURGE
+    + """
+local now, id = ARGV[1], ARGV[2]
+local base = tonumber(ARGV[4])
+local grant = tonumber(ARGV[5])
+local n = #KEYS / 2
+local spent = {}
+for i = 1, n do
+  local h, z = KEYS[2 * i - 1], KEYS[2 * i]
+  purge(h, z, now)
+  release(h, z, id)
+  local s = tonumber(redis.call('HINCRBY', h, 'spent', ARGV[3]))
+  local floor = tonumber(ARGV[4 * i + 4])
+  if floor > s then
+    redis.call('HSET', h, 'spent', ARGV[4 * i + 4])
+    s = floor
   end
+  spent[i] = s
+  local reserved = tonumber(redis.call('HGET', h, 'reserved') or '0')
+  local cap = math.floor((tonumber(ARGV[4 * i + 3]) - s - reserved - base) / """
+    + str(LEASE_SHARE)
+    + """)
+  if cap < grant then grant = cap end
+end
+if grant < 0 then grant = 0 end
+local total = string.format('%.0f', base + grant)
+local out = {string.format('%.0f', grant)}
+local fired = {}
+for i = 1, n do
+  local h, z = KEYS[2 * i - 1], KEYS[2 * i]
+  if base + grant > 0 then
+    redis.call('HINCRBY', h, 'reserved', total)
+    redis.call('HSET', h, 'r:' .. id, total)
+    redis.call('ZADD', z, ARGV[6], id)
+  end
+  keep(h, z, tonumber(ARGV[4 * i + 5]))
+  out[i + 1] = string.format('%.0f', spent[i])
+  alerts(h, i, spent[i], ARGV[4 * i + 6], fired)
 end
 for _, v in ipairs(fired) do out[#out + 1] = v end
 return out
@@ -151,7 +211,13 @@ class RedisBudgets:
         self._settle = ScriptBatch(
             redis.client, SETTLE_LUA, tasks, name="budgets-settle", run=run, linger=SETTLE_LINGER
         )
+        self._lease = ScriptBatch(redis.client, LEASE_LUA, tasks, name="budgets-lease", run=run)
         self._plans = Plans()
+        self.leases = BudgetLeases(
+            self._flush_lease,
+            tasks,
+            lambda hold, label, spent: alerted(hold, label, spent, metrics),
+        )
 
     def _keys(self, holds: Sequence[Hold]) -> list[str]:
         keys: list[str] = []
@@ -165,13 +231,24 @@ class RedisBudgets:
         until = hold.keep_until()
         return 0 if until is None else max(1, round((until - now) * 1000))
 
-    async def reserve(self, budgets: Iterable[Budget], max_cost: int) -> Reservation:
+    def try_reserve(self, budgets: Iterable[Budget], max_cost: int) -> Reservation | None:
+        """``reserve`` without waiting, on this replica's lease of the budgets, or None
+        (budget_leases.py)."""
         if max_cost < 0:
             raise ValueError(f"max_cost must be >= 0, got {max_cost}")
-        now = self._clock()
-        holds = self._plans(budgets, now)
+        holds = self._plans(budgets, self._clock())
         if not holds:
             return Reservation(new_id(), max_cost, (), "local")
+        if self.failopen.down:  # its probes are the per-request path's
+            return None
+        return self.leases.take(holds, max_cost)
+
+    async def reserve(self, budgets: Iterable[Budget], max_cost: int) -> Reservation:
+        leased = self.try_reserve(budgets, max_cost)
+        if leased is not None:
+            return leased
+        now = self._clock()
+        holds = self._plans(budgets, now)
         if self.failopen.available():
             rid = new_id()
             args: list[str | int] = [
@@ -190,9 +267,17 @@ class RedisBudgets:
                 raise refusal(holds[index - 1], spent, reserved, max_cost, self._metrics)
         return self.local.reserve_now(holds, max_cost)
 
+    def try_settle(self, reservation: Reservation, cost: int) -> bool:
+        """``settle`` without waiting, for a reservation made on a lease."""
+        return (
+            reservation.backend == "lease" and cost >= 0 and self.leases.settle(reservation, cost)
+        )
+
     async def settle(self, reservation: Reservation, cost: int) -> list[BudgetAlert]:
         if cost < 0:
             raise ValueError(f"cost must be >= 0, got {cost}")
+        if reservation.backend == "lease" and self.leases.settle(reservation, cost):
+            return []  # sent with the lease's next flush, where its alerts fire
         if reservation.backend == "local" or not reservation.holds:
             return self.local.settle_now(reservation, cost)
         now = self._clock()
@@ -211,6 +296,26 @@ class RedisBudgets:
         # by the in-process budgets enforcing meanwhile; the ledger's ``spent`` (Budget)
         # brings the shared counters up to date when Redis is back.
         return self.local.settle_now(reservation, cost)
+
+    async def _flush_lease(
+        self, holds: Sequence[Hold], lease_id: str, spend: int, keep: int, want: int, now: float
+    ) -> tuple[int, list[int], list[tuple[int, str]]]:
+        if self.failopen.down:
+            raise RedisUnavailable("budgets")
+        expiry = round((now + LEASE_TTL) * 1000)
+        args: list[str | int] = [round(now * 1000), lease_id, spend, keep, want, expiry]
+        for hold in holds:
+            thresholds = ",".join(f"{t}={a}" for t, a in hold.alerts)
+            args += (hold.budget.limit, hold.floor, self._ttl_ms(hold, now), thresholds)
+        reply = [_text(v) for v in await self._lease(self._keys(holds), args)]
+        n = len(holds)
+        fired = reply[n + 1 :]
+        alerts = [(int(i) - 1, label) for i, label in zip(fired[::2], fired[1::2], strict=True)]
+        return int(reply[0]), [int(v) for v in reply[1 : n + 1]], alerts
+
+    async def close(self) -> None:
+        """Send the spend settled on leases and give them back."""
+        await self.leases.close()
 
     def _alerts(self, holds: Sequence[Hold], reply: list[str]) -> list[BudgetAlert]:
         spent = [int(v) for v in reply[: len(holds)]]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from lockgate.core.accounting import Pricer, prompt_tokens
 from lockgate.core.errors import PermissionDenied
@@ -19,10 +21,13 @@ from lockgate.core.gate import Finish
 from lockgate.core.router import ModelGroup
 from lockgate.core.tasks import TaskTracker
 from lockgate.core.types import JSON, Principal, RequestContext, Usage
-from lockgate.features.budgets import BudgetEngine, LocalBudgets, Reservation
-from lockgate.features.ratelimit import LocalRateLimiter, RateLimiter, Ticket
+from lockgate.features.budgets import Budget, BudgetEngine, LocalBudgets, Reservation
+from lockgate.features.ratelimit import Grant, LocalRateLimiter, RateLimit, RateLimiter, Ticket
 
 log = logging.getLogger("lockgate.limits")
+TryCheck = Callable[[Sequence[RateLimit], str, int], "Grant | None"]
+TryReserve = Callable[[Sequence[Budget], int], "Reservation | None"]
+TrySettle = Callable[[Any, int], bool]
 DEFAULT_OUTPUT_TOKENS = 512  # a chat request without max_tokens (the pipeline's estimate)
 
 
@@ -57,6 +62,13 @@ class Governor:
             if isinstance(limiter, LocalRateLimiter) and isinstance(budgets, LocalBudgets)
             else None
         )
+        # Shared engines admit from this replica's credit and leases where they can
+        # (limit_credits.py, budget_leases.py), without waiting for Redis.
+        self._try_check: TryCheck | None = getattr(limiter, "try_check", None)
+        self._try_reserve: TryReserve | None = getattr(budgets, "try_reserve", None)
+        self._try_settle: tuple[TrySettle, TrySettle] | None = None
+        if self._try_check is not None and self._try_reserve is not None:
+            self._try_settle = (limiter.try_settle, budgets.try_settle)  # type: ignore[attr-defined]
 
     async def admit(self, ctx: RequestContext, group: ModelGroup, body: JSON) -> Finish | None:
         principal = ctx.principal
@@ -76,11 +88,30 @@ class Governor:
             return self._admit_now(ctx, principal, group, prompt, output)
         ticket: Ticket | None = None
         reservation: Reservation | None = None
+        if self._try_check is not None and self._try_reserve is not None:
+            grant = None
+            if principal.limits:
+                grant = self._try_check(principal.limits, group.name, prompt + output)
+            if grant is not None or not principal.limits:
+                if grant is not None:
+                    ctx.limit_headers = grant.headers
+                    ticket = grant.ticket
+                if principal.budgets:
+                    max_cost = self._max_cost(group, prompt, output)
+                    reservation = self._try_reserve(principal.budgets, max_cost)
+                    if reservation is None:
+                        try:
+                            reservation = await self.budgets.reserve(principal.budgets, max_cost)
+                        except BaseException:
+                            if ticket is not None:  # refused: give the estimated tokens back
+                                self._finish(ctx, ticket, None, refused=True)
+                            raise
+                return lambda: self._finish(ctx, ticket, reservation)
         if principal.limits and principal.budgets:
             ticket, reservation = await self._check_and_reserve(
                 ctx, principal, group, prompt, output
             )
-            return lambda: self._spawn(ctx, ticket, reservation)
+            return lambda: self._finish(ctx, ticket, reservation)
         if principal.limits:
             grant = await self.limiter.check(
                 principal.limits, model=group.name, tokens=prompt + output
@@ -91,7 +122,7 @@ class Governor:
             reservation = await self.budgets.reserve(
                 principal.budgets, self._max_cost(group, prompt, output)
             )
-        return lambda: self._spawn(ctx, ticket, reservation)
+        return lambda: self._finish(ctx, ticket, reservation)
 
     async def _check_and_reserve(
         self, ctx: RequestContext, principal: Principal, group: ModelGroup, prompt: int, output: int
@@ -140,6 +171,31 @@ class Governor:
         (quoted, not counted as spent)."""
         dep = group.deployments[0]
         return self.pricer.quote(dep.id, dep.provider, dep.model, Usage(prompt, output)).nanos
+
+    def _finish(
+        self,
+        ctx: RequestContext,
+        ticket: Ticket | None,
+        reservation: Reservation | None,
+        refused: bool = False,
+    ) -> None:
+        """Settle what a shared engine can in process (credit, leases); the rest in Redis."""
+        if self._try_settle is not None:
+            settle_ticket, settle_reservation = self._try_settle
+            if ticket is not None and settle_ticket(ticket, _tokens(ctx, refused)):
+                ticket = None
+            if reservation is not None and settle_reservation(reservation, max(0, ctx.cost or 0)):
+                reservation = None
+            if ticket is None and reservation is None:
+                return
+        self._spawn(ctx, ticket, reservation, refused)
+
+    async def close(self) -> None:
+        """Give back what shared engines hold for this replica (at shutdown)."""
+        for engine in (self.limiter, self.budgets):
+            close = getattr(engine, "close", None)
+            if close is not None:
+                await close()
 
     def _spawn(
         self,

@@ -179,7 +179,7 @@ def decide(
             if rule.unit == "tokens":
                 tokens = amount
                 charged.append(rule)
-        return Grant(_headers(rules, now, tats), Ticket(tuple(charged), tokens, backend))
+        return Grant(grant_headers(rules, now, tats), Ticket(tuple(charged), tokens, backend))
     worst: tuple[float, Rule, int, int] | None = None
     for rule, amount, tat in zip(rules, units, tats, strict=True):
         over = max(tat, now) + rule.cost_us(amount) - now - rule.window_us
@@ -193,8 +193,8 @@ def decide(
     wait, rule, amount, tat = worst
     if metrics is not None:
         metrics.limited(rule.scope, rule.name)
-    headers = _headers([rule], now, [tat])  # the refusing limit's unit shows that limit
-    headers.update(_headers(rules, now, tats, skip_unit=rule.unit))
+    headers = grant_headers([rule], now, [tat])  # the refusing limit's unit shows that limit
+    headers.update(grant_headers(rules, now, tats, skip_unit=rule.unit))
     if math.isinf(wait):
         message = (
             f"The limit on {rule.describe()} is 0: nothing is admitted."
@@ -216,7 +216,7 @@ def decide(
     )  # fmt: skip
 
 
-def _headers(
+def grant_headers(
     rules: Sequence[Rule], now: int, tats: Sequence[int], skip_unit: str | None = None
 ) -> dict[str, str]:
     """OpenAI's headers, per unit for the limit closest to running out (on a tie, the
@@ -306,7 +306,7 @@ class LocalRateLimiter:
             after.append(tat)
         for rule, tat in zip(rules, after, strict=True):
             cells[rule.key] = tat
-        return Grant(_headers(rules, now, after), Ticket(tuple(charged), tokens, "local"))
+        return Grant(grant_headers(rules, now, after), Ticket(tuple(charged), tokens, "local"))
 
     def _refuse(self, rules: Sequence[Rule], tokens: int, now: int) -> Grant:
         """Raises RateLimitExceeded for the state as found (nothing was charged)."""

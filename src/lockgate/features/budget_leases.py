@@ -1,0 +1,205 @@
+"""Shared budgets without a Redis round trip per request: each replica leases a slice.
+
+A replica that sees steady traffic on a large budget reserves a slice of it in Redis (a
+*lease*: one reservation, as a request's, under the lease's id) and then reserves and
+settles its requests against that slice in process. Every ``FLUSH_EVERY`` seconds one
+script call per lease moves the spend settled meanwhile into the budget's ``spent``,
+fires the soft alerts that crosses, and tops the slice up (or gives it back). Redis's
+counters therefore always cover this replica's requests: ``spent + reserved`` there is
+at least what was really spent plus the most the requests in flight may cost, so a hard
+budget is never passed by more than the per-request path would let it be.
+
+A lease is only taken when its slice is small against the budget: ``LEASE_REQUESTS``
+requests' maximum cost, at most ``1/LEASE_RATIO`` of the limit (a slice used up between
+two flushes doubles, up to that bound, to follow the traffic), and the script grants at
+most ``1/LEASE_SHARE`` of what the budget still has free. Small budgets, and budgets
+near their end, are reserved per request in Redis as before, exactly. The cost of the
+lease: a request refused by Redis may have been admitted if another replica had not held
+unused credit (at most a slice per replica), and a lease not used for ``IDLE_RELEASE``
+seconds is given back. A replica that dies holding a lease leaves it to expire in Redis
+after ``LEASE_TTL`` seconds, as a lost request's reservation expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from lockgate.core.memo import ByIdentity
+from lockgate.core.tasks import TaskTracker
+from lockgate.features.budgets import Hold, Reservation, new_id
+
+log = logging.getLogger("lockgate.limits")
+
+LEASE_REQUESTS = 64  # a slice holds this many requests' maximum cost
+LEASE_RATIO = 256  # ... and at most this fraction of a budget's limit, or no lease
+LEASE_SHARE = 4  # the script grants at most 1/4 of what a budget has free
+FLUSH_EVERY = 0.02  # seconds between flushes of settled spend
+IDLE_RELEASE = 1.0  # seconds unused before a lease's credit is given back
+LEASE_TTL = 30.0  # seconds Redis keeps a lease that is no longer flushed
+
+# Called with (holds, lease id, spend to add, amount kept reserved, top-up wanted, now):
+# returns (top-up granted, each budget's spend after, alerts fired as (index, label)).
+Flush = Callable[
+    [Sequence[Hold], str, int, int, int, float],
+    Awaitable[tuple[int, list[int], list[tuple[int, str]]]],
+]
+Alerted = Callable[[Hold, str, int], object]
+
+
+class Lease:
+    """One replica's slice of a set of budgets (a request's holds)."""
+
+    __slots__ = (
+        "busy",
+        "flushing",
+        "held",
+        "holds",
+        "id",
+        "inflight",
+        "pending",
+        "returning",
+        "used_at",
+        "want",
+    )  # fmt: skip
+
+    def __init__(self, holds: Sequence[Hold], want: int, now: float) -> None:
+        self.id = f"lease-{new_id()}"
+        self.holds = tuple(holds)
+        self.held = 0  # reserved in Redis under this lease's id, as last confirmed
+        self.inflight = 0  # the maximum costs of requests admitted on it, not yet settled
+        self.pending = 0  # settled spend not yet sent
+        self.flushing = 0  # settled spend being sent
+        self.returning = 0  # credit being given back
+        self.want = want  # the slice to hold: LEASE_REQUESTS requests' maximum cost
+        self.used_at = now
+        self.busy = False
+
+    def credit(self) -> int:
+        return self.held - self.inflight - self.pending - self.flushing - self.returning
+
+
+class BudgetLeases:
+    """The leases of one engine. ``take`` and ``settle`` never wait; ``flush`` talks to
+    Redis from one background task, which runs while any lease is held."""
+
+    def __init__(
+        self,
+        flush: Flush,
+        tasks: TaskTracker,
+        alerted: Alerted,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._flush = flush
+        self._tasks = tasks
+        self._alerted = alerted
+        self._clock = clock
+        self._leases: dict[str, Lease] = {}  # by its holds' keys
+        self._by_id: dict[str, Lease] = {}
+        self._names: ByIdentity[str] = ByIdentity()
+        self._runner: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._leases)
+
+    def take(self, holds: Sequence[Hold], max_cost: int) -> Reservation | None:
+        """Reserve ``max_cost`` on a lease, or None: reserve in Redis (and, when the budget
+        is large, a lease is asked for meanwhile)."""
+        name = self._names.get(holds, 0, lambda: "|".join(h.key for h in holds))
+        lease = self._leases.get(name)
+        if lease is None:
+            want = max_cost * LEASE_REQUESTS
+            if self._closed or want == 0:
+                return None
+            if any(want * LEASE_RATIO > h.budget.limit for h in holds):
+                return None  # a small budget: reserved per request, exactly
+            lease = self._leases[name] = Lease(holds, want, self._clock())
+            self._by_id[lease.id] = lease
+            self._run()
+            return None
+        if max_cost > lease.want // 2:
+            lease.want = max_cost * LEASE_REQUESTS  # larger requests: a larger slice
+        if lease.credit() < max_cost:
+            if lease.held:  # used up between two flushes: a larger slice next time
+                cap = min(h.budget.limit for h in lease.holds) // LEASE_RATIO
+                lease.want = max(lease.want, min(lease.want * 2, cap))
+            return None
+        lease.inflight += max_cost
+        lease.used_at = self._clock()
+        return Reservation(lease.id, max_cost, lease.holds, "lease")
+
+    def settle(self, reservation: Reservation, cost: int) -> bool:
+        """Settle a reservation made on a lease; False when it was not (or is gone)."""
+        lease = self._by_id.get(reservation.id)
+        if lease is None:
+            return False
+        lease.inflight -= reservation.amount
+        lease.pending += cost
+        return True
+
+    def _run(self) -> None:
+        if self._runner is None and not self._closed:
+            with contextlib.suppress(RuntimeError):  # shutting down
+                self._runner = self._tasks.spawn(self._loop(), name="budgets-leases")
+
+    async def _loop(self) -> None:
+        try:
+            while self._leases and not self._closed:
+                await asyncio.sleep(FLUSH_EVERY)
+                await self._flush_all(release=False)
+        finally:
+            self._runner = None
+
+    async def close(self) -> None:
+        """Send what was settled and give every lease back (at shutdown)."""
+        self._closed = True
+        runner = self._runner
+        if runner is not None:  # it stops after its current sleep and flush
+            await asyncio.gather(runner, return_exceptions=True)
+        await self._flush_all(release=True)
+
+    async def _flush_all(self, *, release: bool) -> None:
+        now = self._clock()
+        due = [lease for lease in self._leases.values() if not lease.busy]
+        if due:
+            await asyncio.gather(*(self._flush_one(lease, now, release) for lease in due))
+
+    async def _flush_one(self, lease: Lease, now: float, release: bool) -> None:
+        idle = release or (now - lease.used_at > IDLE_RELEASE and lease.inflight == 0)
+        credit = lease.credit()
+        want = 0 if idle else max(0, lease.want - credit)
+        give_back = credit if idle and credit > 0 else 0
+        if not lease.pending and not want and not give_back and not idle:
+            return
+        spend, lease.pending = lease.pending, 0
+        lease.flushing, lease.returning, lease.busy = spend, give_back, True
+        keep = lease.held - spend - give_back
+        try:
+            granted, spent, fired = await self._flush(
+                lease.holds, lease.id, spend, max(keep, 0), want, time.time()
+            )
+        except Exception as exc:  # Redis away: keep the spend for the next flush
+            lease.pending += spend
+            lease.flushing = lease.returning = 0
+            lease.busy = False
+            log.debug("budget lease flush failed: %r", exc)
+            if release:
+                log.warning("budget lease: %d units of settled spend not sent to Redis", spend)
+            return
+        lease.held = max(keep, 0) + granted
+        lease.flushing = lease.returning = 0
+        lease.busy = False
+        for index, label in fired:
+            self._alerted(lease.holds[index], label, spent[index])
+        if idle and lease.held == 0 and lease.inflight == 0 and lease.pending == 0:
+            self._forget(lease)
+
+    def _forget(self, lease: Lease) -> None:
+        self._by_id.pop(lease.id, None)
+        for name, held in list(self._leases.items()):
+            if held is lease:
+                del self._leases[name]

@@ -1,0 +1,214 @@
+"""Shared rate limits without a Redis round trip per request: each replica takes credit.
+
+When the check script admits a request on a large limit, it also charges the limit's
+cell for ``CREDIT_REQUESTS`` more requests' worth (a *credit*) and tells the replica so;
+the replica's next requests on that cell are admitted in process from the credit, and a
+token estimate corrected afterwards comes out of (or goes back into) it. Before a credit
+runs low, or within half its ``credit_life`` of expiring, it is topped up in the
+background, so that under steady load requests do not wait for Redis. A credit not
+topped up for ``credit_life`` (a window's 1/512, a second at most: the replica's traffic
+on that limit stopped) is given back by the same refund a settled estimate uses. Redis's
+cell always counts at least what was admitted, so N replicas still enforce one limit.
+
+Credit is only taken on a limit that is large against a request: ``CREDIT_REQUESTS``
+requests' worth must be at most ``1/CREDIT_RATIO`` of the window (a credit used up before
+its top-up arrived doubles, up to that bound, to follow the traffic), and the script
+grants credit only while the cell stays at most half full. A small limit, or a limit
+near its end, is checked per request in Redis, exactly. What credit costs: Redis counts
+a request when its credit is taken, somewhat before it is admitted, so the cell runs
+ahead of the requests by at most the credit held (1/64 of the window per replica); and
+a request refused by Redis could have passed had another replica not held unused credit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from lockgate.core.tasks import TaskTracker
+from lockgate.features.ratelimit import US, Rule
+
+log = logging.getLogger("lockgate.limits")
+
+CREDIT_REQUESTS = 64  # credit taken at once: this many requests' worth
+CREDIT_RATIO = 64  # ... at most 1/64 of the limit's window, or no credit
+SWEEP_EVERY = 0.1  # seconds between returns of credit past its life
+
+
+def credit_life(rule: Rule) -> float:
+    """Seconds a credit may be used: a window's 1/512 (117 ms for a minute), 1 s at most."""
+    return min(1.0, rule.window_us / US / 512)
+
+
+class Credit:
+    __slots__ = ("busy", "left", "now", "rule", "seen", "tat", "until", "want")
+
+    def __init__(self, rule: Rule, want: int) -> None:
+        self.rule = rule
+        self.left = 0  # µs of the cell charged in Redis and not yet used here
+        self.until = 0.0  # monotonic time the credit expires at
+        self.tat = 0  # the cell's TAT and the server's time (µs) as last seen, and when
+        self.now = 0
+        self.seen = 0.0
+        self.want = want
+        self.busy = False  # a top-up is on its way
+
+
+# Top-up: charge ``wants`` (µs per rule) as credit; returns (server now, TATs, granted).
+TopUp = Callable[[Sequence[Rule], Sequence[int]], Awaitable[tuple[int, list[int], list[int]]]]
+# Refund: give back ``amounts`` (µs per rule).
+Refund = Callable[[Sequence[Rule], Sequence[int]], Awaitable[object]]
+
+
+class LimitCredits:
+    def __init__(
+        self,
+        top_up: TopUp,
+        refund: Refund,
+        tasks: TaskTracker,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._top_up = top_up
+        self._refund = refund
+        self._tasks = tasks
+        self._clock = clock
+        self._credits: dict[str, Credit] = {}
+        self._runner: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._credits)
+
+    def wants(self, rules: Sequence[Rule], costs: Sequence[int]) -> list[int]:
+        """The credit to ask for with a check in Redis: per rule, 0 where none is due."""
+        out = []
+        for rule, cost in zip(rules, costs, strict=True):
+            want = cost * CREDIT_REQUESTS
+            credit = self._credits.get(rule.key)
+            eligible = want * CREDIT_RATIO <= rule.window_us and not self._closed
+            due = credit is None or credit.left < cost or credit.until <= self._clock()
+            out.append(want if eligible and due else 0)
+        return out
+
+    def take(self, rules: Sequence[Rule], costs: Sequence[int]) -> tuple[int, list[int]] | None:
+        """Charge ``costs`` to this replica's credit on every rule, or nothing and None.
+        Returns the estimated server time (µs) and each cell's TAT as last seen."""
+        credits = self._credits
+        mono = self._clock()
+        found = []
+        for rule, cost in zip(rules, costs, strict=True):
+            credit = credits.get(rule.key)
+            if credit is None or credit.until <= mono:
+                return None
+            if credit.left < cost:  # used up before its top-up came: take more next time
+                credit.want = min(credit.want * 2, rule.window_us // CREDIT_RATIO)
+                if not credit.busy:
+                    self._refill(rule, credit)
+                return None
+            found.append(credit)
+        tats = []
+        for rule, cost, credit in zip(rules, costs, found, strict=True):
+            credit.left -= cost
+            if not credit.busy and (
+                credit.left < credit.want // 2 or credit.until - mono < credit_life(rule) / 2
+            ):
+                self._refill(rule, credit)
+            tats.append(credit.tat)
+        first = found[0]
+        return first.now + int((mono - first.seen) * US), tats
+
+    def granted(
+        self, rules: Sequence[Rule], now: int, tats: Sequence[int], got: Sequence[int]
+    ) -> None:
+        """A check in Redis charged ``got`` (µs per rule) as credit."""
+        mono = self._clock()
+        for rule, tat, amount in zip(rules, tats, got, strict=True):
+            credit = self._credits.get(rule.key)
+            if amount <= 0 and credit is None:
+                continue
+            if credit is None:
+                credit = self._credits[rule.key] = Credit(rule, amount)
+                self._run()
+            credit.until = mono + credit_life(rule)
+            credit.left += amount
+            credit.tat, credit.now, credit.seen = tat, now, mono
+
+    def adjust(self, rule: Rule, delta: int) -> bool:
+        """Take a settled correction (µs, + charge, - refund) from or into the credit;
+        False when there is no live credit for it (it goes to Redis)."""
+        credit = self._credits.get(rule.key)
+        if credit is None or credit.until <= self._clock() or credit.left < delta:
+            return False
+        credit.left -= delta
+        return True
+
+    def adjust_all(self, rules: Sequence[Rule], deltas: Sequence[int]) -> bool:
+        """``adjust`` every rule, or none of them and False."""
+        credits, mono = self._credits, self._clock()
+        for rule, delta in zip(rules, deltas, strict=True):
+            credit = credits.get(rule.key)
+            if credit is None or credit.until <= mono or credit.left < delta:
+                return False
+        for rule, delta in zip(rules, deltas, strict=True):
+            credits[rule.key].left -= delta
+        return True
+
+    def _refill(self, rule: Rule, credit: Credit) -> None:
+        credit.busy = True
+        try:
+            self._tasks.spawn(self._refill_one(rule, credit), name="limits-credit")
+        except RuntimeError:  # shutting down
+            credit.busy = False
+
+    async def _refill_one(self, rule: Rule, credit: Credit) -> None:
+        try:
+            now, tats, got = await self._top_up([rule], [credit.want])
+        except Exception:
+            return
+        finally:
+            credit.busy = False
+        if self._credits.get(rule.key) is credit:
+            self.granted([rule], now, tats, got)
+        elif got[0] > 0:  # returned meanwhile: give this back too
+            await self._refund([rule], [got[0]])
+
+    def _run(self) -> None:
+        if self._runner is None and not self._closed:
+            with contextlib.suppress(RuntimeError):
+                self._runner = self._tasks.spawn(self._loop(), name="limits-credits")
+
+    async def _loop(self) -> None:
+        try:
+            while self._credits and not self._closed:
+                await asyncio.sleep(SWEEP_EVERY)
+                await self._return(self._clock())
+        finally:
+            self._runner = None
+
+    async def _return(self, mono: float) -> None:
+        """Give back what is left of each credit past its life (all of them at ``inf``)."""
+        rules: list[Rule] = []
+        amounts: list[int] = []
+        for key, credit in list(self._credits.items()):
+            if credit.until <= mono and not credit.busy:
+                del self._credits[key]
+                if credit.left > 0:
+                    rules.append(credit.rule)
+                    amounts.append(credit.left)
+        if rules:
+            try:
+                await self._refund(rules, amounts)
+            except Exception as exc:  # the cells drain on their own: an over-count, for now
+                log.debug("returning rate-limit credit failed: %r", exc)
+
+    async def close(self) -> None:
+        self._closed = True
+        runner = self._runner
+        if runner is not None:
+            await asyncio.gather(runner, return_exceptions=True)
+        for credit in self._credits.values():
+            credit.busy = False
+        await self._return(float("inf"))
