@@ -26,6 +26,7 @@ from pathlib import Path
 
 import benchlib
 from lockgate.config.schema import RedisConfig
+from lockgate.core.tasks import TaskTracker
 from lockgate.features.budgets import Budget, LocalBudgets
 from lockgate.features.budgets_redis import RedisBudgets
 from lockgate.features.ratelimit import LocalRateLimiter, RateLimit
@@ -101,8 +102,11 @@ async def run(args: argparse.Namespace) -> str:
     throughput = ""
     try:
         await shared.client.ping()
-        redis = RedisRateLimiter(shared)
-        budgets = RedisBudgets(shared)
+        tasks = TaskTracker()
+        redis = RedisRateLimiter(shared, tasks=tasks, credit=False)
+        budgets = RedisBudgets(shared, tasks=tasks, leases=False)
+        credited = RedisRateLimiter(shared, tasks=tasks)
+        leased = RedisBudgets(shared, tasks=tasks)
         n = max(1000, args.n // 4)
         rows.append(row("rate limits: check, Redis", await timed(lambda: check_only(redis), n)))
         rows.append(
@@ -111,6 +115,20 @@ async def run(args: argparse.Namespace) -> str:
         rows.append(
             row("budgets: reserve + settle, Redis", await timed(lambda: budget_cycle(budgets), n))
         )
+        rows.append(
+            row(
+                "rate limits: check + settle, Redis with credit",
+                await timed(lambda: rate_check(credited), args.n),
+            )
+        )
+        rows.append(
+            row(
+                "budgets: reserve + settle, Redis on a lease",
+                await timed(lambda: budget_cycle(leased), args.n),
+            )
+        )
+        await credited.close()
+        await leased.close()
         ping = await timed(shared.client.ping, n)
         rows.append(row("(Redis PING round trip, for reference)", ping))
         started = time.perf_counter()
@@ -124,6 +142,7 @@ async def run(args: argparse.Namespace) -> str:
         rate = total / (time.perf_counter() - started)
         throughput = f"\n64 checks in flight through one client: {rate:,.0f} checks/s.\n"
         assert not redis.failopen.down and not budgets.failopen.down, "Redis failed during the run"
+        await tasks.drain(5.0)
     finally:
         keys = [k async for k in shared.client.scan_iter(match=f"{prefix}*")]
         if keys:

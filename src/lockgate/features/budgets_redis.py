@@ -199,6 +199,7 @@ class RedisBudgets:
         clock: Callable[[], float] = time.time,
         reservation_ttl: float = DEFAULT_RESERVATION_TTL,
         probe_interval: float = 1.0,
+        leases: bool = True,
     ) -> None:
         self._redis = redis
         self._metrics = metrics
@@ -217,6 +218,7 @@ class RedisBudgets:
             self._flush_lease,
             tasks,
             lambda hold, label, spent: alerted(hold, label, spent, metrics),
+            enabled=leases,
         )
 
     def _keys(self, holds: Sequence[Hold]) -> list[str]:

@@ -122,6 +122,7 @@ class RedisRateLimiter:
         metrics: LimitMetrics | None = None,
         clock: Callable[[], float] | None = None,
         probe_interval: float = 1.0,
+        credit: bool = True,
     ) -> None:
         self._redis = redis
         self._clock = clock
@@ -129,7 +130,7 @@ class RedisRateLimiter:
         self.local = LocalRateLimiter(metrics=metrics, **({"clock": clock} if clock else {}))
         self.failopen = FailOpen("rate_limits", redis, metrics, probe_interval=probe_interval)
         self._select = Selection()
-        self.credits = LimitCredits(self._top_up, self._refund, tasks)
+        self.credits = LimitCredits(self._top_up, self._refund, tasks, enabled=credit)
         run = self.failopen.run
         self._check = ScriptBatch(redis.client, CHECK_LUA, tasks, name="limits-check", run=run)
         self._settle = ScriptBatch(
