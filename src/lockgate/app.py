@@ -157,7 +157,8 @@ def build_app(config: Config) -> web.Application:
 
         replicas = Replicas(redis, config.redis, pipeline, tasks, metrics)
     if keys is not None:
-        pipeline.gate = governor(redis, metrics, prices, tasks)
+        credit = config.redis is None or config.redis.limit_credit
+        pipeline.gate = governor(redis, metrics, prices, tasks, credit)
         if replicas is not None:
             keys.attach(replicas.link)
     state = GatewayState(
@@ -199,7 +200,11 @@ def shared_redis(config: Config) -> SharedRedis | None:
 
 
 def governor(
-    redis: SharedRedis | None, metrics: Metrics, prices: PriceBook, tasks: TaskTracker
+    redis: SharedRedis | None,
+    metrics: Metrics,
+    prices: PriceBook,
+    tasks: TaskTracker,
+    credit: bool = True,
 ) -> Governor:
     """Virtual keys' limits and budgets: shared through Redis when configured."""
     limiter: RateLimiter
@@ -208,8 +213,8 @@ def governor(
         from lockgate.features.budgets_redis import RedisBudgets
         from lockgate.features.ratelimit_redis import RedisRateLimiter
 
-        limiter = RedisRateLimiter(redis, tasks=tasks, metrics=metrics.limits)
-        budgets = RedisBudgets(redis, tasks=tasks, metrics=metrics.limits)
+        limiter = RedisRateLimiter(redis, tasks=tasks, metrics=metrics.limits, credit=credit)
+        budgets = RedisBudgets(redis, tasks=tasks, metrics=metrics.limits, leases=credit)
     else:
         limiter = LocalRateLimiter(metrics=metrics.limits)
         budgets = LocalBudgets(metrics=metrics.limits)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from redis import Redis
 
 from lockgate.features.ratelimit import US
@@ -17,7 +18,9 @@ from tests.governance.test_limits import PRICES, TOKEN_NANOS, _ledger_cost
 REQUESTS = 150
 
 
+@pytest.mark.parametrize("credit", [True, False], ids=["credit", "per-request"])
 async def test_a_large_budget_and_limits_on_leases_bill_redis_exactly(
+    credit: bool,
     make_gateway: GatewayFactory,
     make_sim: SimFactory,
     tmp_path: Path,
@@ -29,7 +32,7 @@ async def test_a_large_budget_and_limits_on_leases_bill_redis_exactly(
         [{"name": "gpt-4o-mini", "deployments": [{**dep(sim, "d"), "prices": PRICES}]}],
         sections={
             "database": sqlite(tmp_path),
-            "redis": {"url": redis_url, "prefix": redis_prefix},
+            "redis": {"url": redis_url, "prefix": redis_prefix, "limit_credit": credit},
         },
     )
     key, key_id = await new_key(gw)
@@ -52,8 +55,10 @@ async def test_a_large_budget_and_limits_on_leases_bill_redis_exactly(
         answers = await asyncio.gather(*(one() for _ in range(REQUESTS)))
     assert set(answers) == {(200, "1000000")}
     assert sum(sim.counts.values()) == REQUESTS
-    assert len(limits.credits) == 2  # the key's rpm and tpm, each with credit, and its
-    assert len(budgets.leases) == 1  # budget on a lease: admitted in process
+    # With credit, the key's rpm and tpm each hold some and its budget is on a lease:
+    # admitted in process. Without, every request went to Redis; the bill is the same.
+    assert len(limits.credits) == (2 if credit else 0)
+    assert len(budgets.leases) == (1 if credit else 0)
 
     billed = await _ledger_cost(gw, key_id, REQUESTS)
     assert billed == REQUESTS * 16 * TOKEN_NANOS

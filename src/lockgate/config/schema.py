@@ -254,6 +254,10 @@ class RedisConfig(Strict):
     probe_lease: Annotated[float, Field(gt=0)] = 10.0
     # Seconds a request waits for another replica's identical call before calling itself.
     coalesce_wait: Annotated[float, Field(gt=0)] = 60.0
+    # Virtual keys' large rate limits and budgets admitted from this replica's credit and
+    # leases, without a round trip per request (docs/limits.md); false: every request is
+    # checked and reserved in Redis.
+    limit_credit: bool = True
 
 
 _DATABASE_URL = re.compile(r"^(sqlite(\+aiosqlite)?:///.+|postgres(ql)?(\+asyncpg)?://.+)$")
