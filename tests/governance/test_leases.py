@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import aiohttp
 import pytest
 from redis import Redis
 
@@ -59,6 +60,18 @@ async def test_a_large_budget_and_limits_on_leases_bill_redis_exactly(
     # admitted in process. Without, every request went to Redis; the bill is the same.
     assert len(limits.credits) == (2 if credit else 0)
     assert len(budgets.leases) == (1 if credit else 0)
+
+    async with aiohttp.ClientSession() as session, session.get(f"{gw.url}/metrics") as resp:
+        scraped = await resp.text()
+    holdings = {
+        engine: float(line.rsplit(" ", 1)[1])
+        for engine in ("rate_limits", "budgets")
+        for line in scraped.splitlines()
+        if line.startswith(f'lockgate_limits_shared_holdings{{engine="{engine}"}}')
+    }
+    assert holdings == (
+        {"rate_limits": 2, "budgets": 1} if credit else {"rate_limits": 0, "budgets": 0}
+    )
 
     billed = await _ledger_cost(gw, key_id, REQUESTS)
     assert billed == REQUESTS * 16 * TOKEN_NANOS

@@ -12,7 +12,7 @@ from lockgate.features.budgets_redis import RedisBudgets
 from lockgate.features.limit_credits import CREDIT_REQUESTS
 from lockgate.features.ratelimit import RateLimit
 from lockgate.features.ratelimit_redis import RedisRateLimiter
-from tests.limits.conftest import SharedFactory
+from tests.limits.conftest import SharedFactory, Switch
 
 BIG = Budget("key", "k1", limit=10**9, period="monthly")
 
@@ -140,3 +140,36 @@ async def test_replicas_on_leases_never_pass_a_budget(
     assert reserved == 0
     assert limit - 3 * 100 * budget_leases.LEASE_REQUESTS <= spent <= limit
     assert leased > 0
+
+
+async def test_spend_on_a_lease_survives_a_redis_outage(
+    redis_url: str, shared_redis: SharedFactory
+) -> None:
+    """Spend settled on a lease while Redis is away is kept, and sent once it is back;
+    meanwhile requests are reserved by the in-process budgets, not on the lease."""
+    host, port = redis_url.split("//")[1].split("/")[0].split(":")
+    switch = Switch((host, int(port)))
+    await switch.on()
+    shared = shared_redis(url=f"redis://127.0.0.1:{switch.port}/0", socket_timeout=0.2)
+    engine = RedisBudgets(shared, tasks=TaskTracker(), probe_interval=0.05)
+    direct = RedisBudgets(shared_redis(url=redis_url), tasks=TaskTracker(), leases=False)
+    budget = Budget("key", "k7", limit=10**9, period="daily")
+    await engine.settle(await engine.reserve([budget], 1000), 1000)
+    await asyncio.sleep(budget_leases.FLUSH_EVERY * 5)
+    held = await engine.reserve([budget], 1000)
+    assert held.backend == "lease"
+    await switch.off()
+    await engine.settle(held, 400)  # on the lease: its flushes fail while Redis is away
+    await asyncio.sleep(budget_leases.FLUSH_EVERY * 10)
+    assert engine.failopen.down
+    during = await engine.reserve([budget], 1000)
+    assert during.backend == "local"
+    await engine.settle(during, 250)  # counted in process meanwhile (docs/limits.md)
+    await switch.on()
+    await asyncio.sleep(0.1)
+    assert (await engine.reserve([budget], 10)).backend == "redis"  # the probe: back
+    await asyncio.sleep(budget_leases.FLUSH_EVERY * 5)
+    spent, _ = await direct.usage(budget)
+    assert spent == 1000 + 400  # the lease's spend arrived, once
+    await engine.close()
+    await switch.off()

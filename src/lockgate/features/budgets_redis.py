@@ -220,6 +220,8 @@ class RedisBudgets:
             lambda hold, label, spent: alerted(hold, label, spent, metrics),
             enabled=leases,
         )
+        if metrics is not None:
+            metrics.holdings["budgets"] = self.leases.__len__
 
     def _keys(self, holds: Sequence[Hold]) -> list[str]:
         keys: list[str] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -20,6 +20,7 @@ class LimitMetrics:
         self.budget_alerts: dict[tuple[str, str], int] = {}  # scope, threshold
         self.fallbacks: dict[str, int] = {}  # engine -> switches to in-process state
         self.local_mode: dict[str, bool] = {}  # engine -> on in-process state now
+        self.holdings: dict[str, Callable[[], int]] = {}  # engine -> credits or leases held
 
     def limited(self, scope: str, limit: str) -> None:
         key = (scope, limit)
@@ -78,3 +79,12 @@ class LimitMetrics:
         for engine, on in self.local_mode.items():
             local.add_metric([engine], 1 if on else 0)
         yield local
+        holdings = GaugeMetricFamily(
+            "lockgate_limits_shared_holdings",
+            "Rate-limit credits and budget leases this replica holds in Redis (requests "
+            "admitted from them do not wait for Redis; docs/limits.md).",
+            labels=["engine"],
+        )
+        for engine, held in self.holdings.items():
+            holdings.add_metric([engine], held())
+        yield holdings

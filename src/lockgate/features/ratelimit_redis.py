@@ -131,6 +131,8 @@ class RedisRateLimiter:
         self.failopen = FailOpen("rate_limits", redis, metrics, probe_interval=probe_interval)
         self._select = Selection()
         self.credits = LimitCredits(self._top_up, self._refund, tasks, enabled=credit)
+        if metrics is not None:
+            metrics.holdings["rate_limits"] = self.credits.__len__
         run = self.failopen.run
         self._check = ScriptBatch(redis.client, CHECK_LUA, tasks, name="limits-check", run=run)
         self._settle = ScriptBatch(
