@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -49,3 +50,44 @@ class TaskTracker:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=1.0)
+
+
+class Recurring:
+    """A tracked task that runs ``step`` every ``interval`` seconds while ``wanted()``, for
+    work that exists only while something is held (it ends when nothing is, and ``start``
+    begins it again). ``stop`` lets the current step finish and starts no more."""
+
+    def __init__(
+        self,
+        tasks: TaskTracker,
+        name: str,
+        interval: float,
+        step: Callable[[], Awaitable[object]],
+        wanted: Callable[[], bool],
+    ) -> None:
+        self._tasks = tasks
+        self._name = name
+        self._interval = interval
+        self._step = step
+        self._wanted = wanted
+        self._task: asyncio.Task[None] | None = None
+        self.stopped = False
+
+    def start(self) -> None:
+        if self._task is None and not self.stopped:
+            with contextlib.suppress(RuntimeError):  # the tracker is closed: shutting down
+                self._task = self._tasks.spawn(self._loop(), name=self._name)
+
+    async def _loop(self) -> None:
+        try:
+            while self._wanted() and not self.stopped:
+                await asyncio.sleep(self._interval)
+                await self._step()
+        finally:
+            self._task = None
+
+    async def stop(self) -> None:
+        self.stopped = True
+        task = self._task
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)

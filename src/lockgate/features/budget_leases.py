@@ -23,13 +23,12 @@ after ``LEASE_TTL`` seconds, as a lost request's reservation expires.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from lockgate.core.memo import ByIdentity
-from lockgate.core.tasks import TaskTracker
+from lockgate.core.tasks import Recurring, TaskTracker
 from lockgate.features.budgets import Hold, Reservation, new_id
 
 log = logging.getLogger("lockgate.limits")
@@ -60,13 +59,15 @@ class Lease:
         "holds",
         "id",
         "inflight",
+        "name",
         "pending",
         "returning",
         "used_at",
         "want",
     )  # fmt: skip
 
-    def __init__(self, holds: Sequence[Hold], want: int, now: float) -> None:
+    def __init__(self, name: str, holds: Sequence[Hold], want: int, now: float) -> None:
+        self.name = name  # its holds' keys
         self.id = f"lease-{new_id()}"
         self.holds = tuple(holds)
         self.held = 0  # reserved in Redis under this lease's id, as last confirmed
@@ -96,14 +97,15 @@ class BudgetLeases:
     ) -> None:
         self.enabled = enabled  # False: every reservation goes to Redis
         self._flush = flush
-        self._tasks = tasks
         self._alerted = alerted
         self._clock = clock
         self._leases: dict[str, Lease] = {}  # by its holds' keys
         self._by_id: dict[str, Lease] = {}
         self._names: ByIdentity[str] = ByIdentity()
-        self._runner: asyncio.Task[None] | None = None
-        self._closed = False
+        self._flusher = Recurring(
+            tasks, "budgets-leases", FLUSH_EVERY, lambda: self._flush_all(release=False),
+            lambda: bool(self._leases),
+        )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self._leases)
@@ -115,13 +117,13 @@ class BudgetLeases:
         lease = self._leases.get(name)
         if lease is None:
             want = max_cost * LEASE_REQUESTS
-            if self._closed or want == 0 or not self.enabled:
+            if self._flusher.stopped or want == 0 or not self.enabled:
                 return None
             if any(want * LEASE_RATIO > h.budget.limit for h in holds):
                 return None  # a small budget: reserved per request, exactly
-            lease = self._leases[name] = Lease(holds, want, self._clock())
+            lease = self._leases[name] = Lease(name, holds, want, self._clock())
             self._by_id[lease.id] = lease
-            self._run()
+            self._flusher.start()
             return None
         if max_cost > lease.want // 2:
             lease.want = max_cost * LEASE_REQUESTS  # larger requests: a larger slice
@@ -143,25 +145,9 @@ class BudgetLeases:
         lease.pending += cost
         return True
 
-    def _run(self) -> None:
-        if self._runner is None and not self._closed:
-            with contextlib.suppress(RuntimeError):  # shutting down
-                self._runner = self._tasks.spawn(self._loop(), name="budgets-leases")
-
-    async def _loop(self) -> None:
-        try:
-            while self._leases and not self._closed:
-                await asyncio.sleep(FLUSH_EVERY)
-                await self._flush_all(release=False)
-        finally:
-            self._runner = None
-
     async def close(self) -> None:
         """Send what was settled and give every lease back (at shutdown)."""
-        self._closed = True
-        runner = self._runner
-        if runner is not None:  # it stops after its current sleep and flush
-            await asyncio.gather(runner, return_exceptions=True)
+        await self._flusher.stop()  # after its current sleep and flush
         await self._flush_all(release=True)
 
     async def _flush_all(self, *, release: bool) -> None:
@@ -198,10 +184,4 @@ class BudgetLeases:
         for index, label in fired:
             self._alerted(lease.holds[index], label, spent[index])
         if idle and lease.held == 0 and lease.inflight == 0 and lease.pending == 0:
-            self._forget(lease)
-
-    def _forget(self, lease: Lease) -> None:
-        self._by_id.pop(lease.id, None)
-        for name, held in list(self._leases.items()):
-            if held is lease:
-                del self._leases[name]
+            del self._by_id[lease.id], self._leases[lease.name]

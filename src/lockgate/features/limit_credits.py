@@ -22,13 +22,11 @@ a request refused by Redis could have passed had another replica not held unused
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from lockgate.core.tasks import TaskTracker
+from lockgate.core.tasks import Recurring, TaskTracker
 from lockgate.features.ratelimit import US, Rule
 
 log = logging.getLogger("lockgate.limits")
@@ -78,20 +76,24 @@ class LimitCredits:
         self._tasks = tasks
         self._clock = clock
         self._credits: dict[str, Credit] = {}
-        self._runner: asyncio.Task[None] | None = None
-        self._closed = False
+        self._sweeper = Recurring(
+            tasks, "limits-credits", SWEEP_EVERY, lambda: self._return(self._clock()),
+            lambda: bool(self._credits),
+        )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self._credits)
 
     def wants(self, rules: Sequence[Rule], costs: Sequence[int]) -> list[int]:
         """The credit to ask for with a check in Redis: per rule, 0 where none is due."""
-        out = []
+        if self._sweeper.stopped:
+            return [0] * len(rules)
+        out, mono = [], self._clock()
         for rule, cost in zip(rules, costs, strict=True):
             want = cost * CREDIT_REQUESTS
             credit = self._credits.get(rule.key)
-            eligible = self.enabled and want * CREDIT_RATIO <= rule.window_us and not self._closed
-            due = credit is None or credit.left < cost or credit.until <= self._clock()
+            eligible = want * CREDIT_RATIO <= rule.window_us and self.enabled
+            due = credit is None or credit.left < cost or credit.until <= mono
             out.append(want if eligible and due else 0)
         return out
 
@@ -108,16 +110,16 @@ class LimitCredits:
             if credit.left < cost:  # used up before its top-up came: take more next time
                 credit.want = min(credit.want * 2, rule.window_us // CREDIT_RATIO)
                 if not credit.busy:
-                    self._refill(rule, credit)
+                    self._refill(credit)
                 return None
             found.append(credit)
         tats = []
-        for rule, cost, credit in zip(rules, costs, found, strict=True):
+        for cost, credit in zip(costs, found, strict=True):
             credit.left -= cost
             if not credit.busy and (
-                credit.left < credit.want // 2 or credit.until - mono < credit_life(rule) / 2
+                credit.left < credit.want // 2 or credit.until - mono < credit_life(credit.rule) / 2
             ):
-                self._refill(rule, credit)
+                self._refill(credit)
             tats.append(credit.tat)
         first = found[0]
         return first.now + int((mono - first.seen) * US), tats
@@ -133,22 +135,15 @@ class LimitCredits:
                 continue
             if credit is None:
                 credit = self._credits[rule.key] = Credit(rule, amount)
-                self._run()
+                self._sweeper.start()
             credit.until = mono + credit_life(rule)
             credit.left += amount
             credit.tat, credit.now, credit.seen = tat, now, mono
 
-    def adjust(self, rule: Rule, delta: int) -> bool:
-        """Take a settled correction (µs, + charge, - refund) from or into the credit;
-        False when there is no live credit for it (it goes to Redis)."""
-        credit = self._credits.get(rule.key)
-        if credit is None or credit.until <= self._clock() or credit.left < delta:
-            return False
-        credit.left -= delta
-        return True
-
-    def adjust_all(self, rules: Sequence[Rule], deltas: Sequence[int]) -> bool:
-        """``adjust`` every rule, or none of them and False."""
+    def adjust(self, rules: Sequence[Rule], deltas: Sequence[int]) -> bool:
+        """Take settled corrections (µs per rule, + charge, - refund) from or into the
+        credit of every rule; False, having taken none, when one has no live credit for
+        it (the corrections go to Redis)."""
         credits, mono = self._credits, self._clock()
         for rule, delta in zip(rules, deltas, strict=True):
             credit = credits.get(rule.key)
@@ -158,14 +153,15 @@ class LimitCredits:
             credits[rule.key].left -= delta
         return True
 
-    def _refill(self, rule: Rule, credit: Credit) -> None:
+    def _refill(self, credit: Credit) -> None:
         credit.busy = True
         try:
-            self._tasks.spawn(self._refill_one(rule, credit), name="limits-credit")
+            self._tasks.spawn(self._refill_one(credit), name="limits-credit")
         except RuntimeError:  # shutting down
             credit.busy = False
 
-    async def _refill_one(self, rule: Rule, credit: Credit) -> None:
+    async def _refill_one(self, credit: Credit) -> None:
+        rule = credit.rule
         try:
             now, tats, got = await self._top_up([rule], [credit.want])
         except Exception:
@@ -176,19 +172,6 @@ class LimitCredits:
             self.granted([rule], now, tats, got)
         elif got[0] > 0:  # returned meanwhile: give this back too
             await self._refund([rule], [got[0]])
-
-    def _run(self) -> None:
-        if self._runner is None and not self._closed:
-            with contextlib.suppress(RuntimeError):
-                self._runner = self._tasks.spawn(self._loop(), name="limits-credits")
-
-    async def _loop(self) -> None:
-        try:
-            while self._credits and not self._closed:
-                await asyncio.sleep(SWEEP_EVERY)
-                await self._return(self._clock())
-        finally:
-            self._runner = None
 
     async def _return(self, mono: float) -> None:
         """Give back what is left of each credit past its life (all of them at ``inf``)."""
@@ -207,10 +190,7 @@ class LimitCredits:
                 log.debug("returning rate-limit credit failed: %r", exc)
 
     async def close(self) -> None:
-        self._closed = True
-        runner = self._runner
-        if runner is not None:
-            await asyncio.gather(runner, return_exceptions=True)
+        await self._sweeper.stop()
         for credit in self._credits.values():
             credit.busy = False
         await self._return(float("inf"))

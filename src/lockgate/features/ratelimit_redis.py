@@ -217,7 +217,7 @@ class RedisRateLimiter:
         if ticket.backend != "credit":
             return False
         deltas = [rule.cost_us(tokens) - rule.cost_us(ticket.tokens) for rule in ticket.rules]
-        return self.credits.adjust_all(ticket.rules, deltas)
+        return self.credits.adjust(ticket.rules, deltas)
 
     async def settle(self, ticket: Ticket, tokens: int) -> None:
         if tokens < 0:
@@ -230,7 +230,7 @@ class RedisRateLimiter:
         rules = ticket.rules
         deltas = [rule.cost_us(tokens) - rule.cost_us(ticket.tokens) for rule in rules]
         if ticket.backend == "credit":  # corrected in the credit where there is one
-            kept = [self.credits.adjust(r, d) for r, d in zip(rules, deltas, strict=True)]
+            kept = [self.credits.adjust((r,), (d,)) for r, d in zip(rules, deltas, strict=True)]
             rules = tuple(r for r, k in zip(rules, kept, strict=True) if not k)
             deltas = [d for d, k in zip(deltas, kept, strict=True) if not k]
             if not rules:
