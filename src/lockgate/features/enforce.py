@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
 
 from lockgate.core.accounting import Pricer, prompt_tokens
 from lockgate.core.errors import PermissionDenied
@@ -25,10 +25,37 @@ from lockgate.features.budgets import Budget, BudgetEngine, LocalBudgets, Reserv
 from lockgate.features.ratelimit import Grant, LocalRateLimiter, RateLimit, RateLimiter, Ticket
 
 log = logging.getLogger("lockgate.limits")
-TryCheck = Callable[[Sequence[RateLimit], str, int], "Grant | None"]
-TryReserve = Callable[[Sequence[Budget], int], "Reservation | None"]
-TrySettle = Callable[[Any, int], bool]
 DEFAULT_OUTPUT_TOKENS = 512  # a chat request without max_tokens (the pipeline's estimate)
+
+
+@runtime_checkable
+class InstantLimiter(Protocol):
+    """A shared limiter that can admit and settle some requests without waiting (from this
+    replica's credit: limit_credits.py)."""
+
+    def try_check(
+        self, limits: Iterable[RateLimit], model: str | None, tokens: int
+    ) -> Grant | None:
+        """``check``'s grant when it needs no round trip, else None (nothing taken)."""
+        ...
+
+    def try_settle(self, ticket: Ticket, tokens: int) -> bool:
+        """True when settled without a round trip; False: nothing done, call ``settle``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class InstantBudgets(Protocol):
+    """Shared budgets that can reserve and settle some requests without waiting (on this
+    replica's leases: budget_leases.py)."""
+
+    def try_reserve(self, budgets: Iterable[Budget], max_cost: int) -> Reservation | None: ...
+
+    def try_settle(self, reservation: Reservation, cost: int) -> bool: ...
+
+    async def close(self) -> None: ...
 
 
 def output_tokens(body: JSON) -> int:
@@ -62,13 +89,13 @@ class Governor:
             if isinstance(limiter, LocalRateLimiter) and isinstance(budgets, LocalBudgets)
             else None
         )
-        # Shared engines admit from this replica's credit and leases where they can
-        # (limit_credits.py, budget_leases.py), without waiting for Redis.
-        self._try_check: TryCheck | None = getattr(limiter, "try_check", None)
-        self._try_reserve: TryReserve | None = getattr(budgets, "try_reserve", None)
-        self._try_settle: tuple[TrySettle, TrySettle] | None = None
-        if self._try_check is not None and self._try_reserve is not None:
-            self._try_settle = (limiter.try_settle, budgets.try_settle)  # type: ignore[attr-defined]
+        # Shared engines admit from this replica's credit and leases where they can,
+        # without waiting for Redis.
+        self._instant: tuple[InstantLimiter, InstantBudgets] | None = (
+            (limiter, budgets)
+            if isinstance(limiter, InstantLimiter) and isinstance(budgets, InstantBudgets)
+            else None
+        )
 
     async def admit(self, ctx: RequestContext, group: ModelGroup, body: JSON) -> Finish | None:
         principal = ctx.principal
@@ -86,27 +113,12 @@ class Governor:
         prompt, output = input_tokens(body), output_tokens(body)
         if self._local is not None:
             return self._admit_now(ctx, principal, group, prompt, output)
+        if self._instant is not None:
+            instant = await self._admit_instant(ctx, principal, group, prompt, output)
+            if instant is not None:
+                return instant
         ticket: Ticket | None = None
         reservation: Reservation | None = None
-        if self._try_check is not None and self._try_reserve is not None:
-            grant = None
-            if principal.limits:
-                grant = self._try_check(principal.limits, group.name, prompt + output)
-            if grant is not None or not principal.limits:
-                if grant is not None:
-                    ctx.limit_headers = grant.headers
-                    ticket = grant.ticket
-                if principal.budgets:
-                    max_cost = self._max_cost(group, prompt, output)
-                    reservation = self._try_reserve(principal.budgets, max_cost)
-                    if reservation is None:
-                        try:
-                            reservation = await self.budgets.reserve(principal.budgets, max_cost)
-                        except BaseException:
-                            if ticket is not None:  # refused: give the estimated tokens back
-                                self._finish(ctx, ticket, None, refused=True)
-                            raise
-                return lambda: self._finish(ctx, ticket, reservation)
         if principal.limits and principal.budgets:
             ticket, reservation = await self._check_and_reserve(
                 ctx, principal, group, prompt, output
@@ -122,6 +134,33 @@ class Governor:
             reservation = await self.budgets.reserve(
                 principal.budgets, self._max_cost(group, prompt, output)
             )
+        return lambda: self._finish(ctx, ticket, reservation)
+
+    async def _admit_instant(
+        self, ctx: RequestContext, principal: Principal, group: ModelGroup, prompt: int, output: int
+    ) -> Finish | None:
+        """Admitted on credit where the limits allow it (else None: nothing was taken), the
+        budgets then reserved on a lease, or in Redis when no lease has room."""
+        assert self._instant is not None
+        limiter, budgets = self._instant
+        ticket: Ticket | None = None
+        if principal.limits:
+            grant = limiter.try_check(principal.limits, group.name, prompt + output)
+            if grant is None:
+                return None
+            ctx.limit_headers = grant.headers
+            ticket = grant.ticket
+        reservation: Reservation | None = None
+        if principal.budgets:
+            max_cost = self._max_cost(group, prompt, output)
+            reservation = budgets.try_reserve(principal.budgets, max_cost)
+            if reservation is None:
+                try:
+                    reservation = await self.budgets.reserve(principal.budgets, max_cost)
+                except BaseException:
+                    if ticket is not None:  # refused: give the estimated tokens back
+                        self._finish(ctx, ticket, None, refused=True)
+                    raise
         return lambda: self._finish(ctx, ticket, reservation)
 
     async def _check_and_reserve(
@@ -180,11 +219,11 @@ class Governor:
         refused: bool = False,
     ) -> None:
         """Settle what a shared engine can in process (credit, leases); the rest in Redis."""
-        if self._try_settle is not None:
-            settle_ticket, settle_reservation = self._try_settle
-            if ticket is not None and settle_ticket(ticket, _tokens(ctx, refused)):
+        if self._instant is not None:
+            limiter, budgets = self._instant
+            if ticket is not None and limiter.try_settle(ticket, _tokens(ctx, refused)):
                 ticket = None
-            if reservation is not None and settle_reservation(reservation, max(0, ctx.cost or 0)):
+            if reservation is not None and budgets.try_settle(reservation, max(0, ctx.cost or 0)):
                 reservation = None
             if ticket is None and reservation is None:
                 return
@@ -192,10 +231,9 @@ class Governor:
 
     async def close(self) -> None:
         """Give back what shared engines hold for this replica (at shutdown)."""
-        for engine in (self.limiter, self.budgets):
-            close = getattr(engine, "close", None)
-            if close is not None:
-                await close()
+        if self._instant is not None:
+            for engine in self._instant:
+                await engine.close()
 
     def _spawn(
         self,
