@@ -6,10 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from sqlalchemy import select
 
-from tests.conftest import MASTER_KEY, Gateway, Simulator, dep
+from lockgate.storage.schema import spend_ledger
+from tests.conftest import MASTER_KEY, Gateway, Simulator, dep, wait_until
 
 HELLO = [{"role": "user", "content": "hello"}]
+# $1000 per million output tokens, input free: each output token costs 1_000_000 nano-USD.
+PRICES = {"input": 0, "output": 1000}
+TOKEN_NANOS = 1_000_000
 
 
 def sqlite(tmp_path: Path, name: str = "lockgate") -> dict[str, Any]:
@@ -22,6 +27,25 @@ def sqlite(tmp_path: Path, name: str = "lockgate") -> dict[str, Any]:
 
 def models(sim: Simulator, *names: str) -> list[dict[str, Any]]:
     return [{"name": n, "deployments": [dep(sim, n, "gpt-4o-mini")]} for n in names]
+
+
+def priced(sim: Simulator) -> list[dict[str, Any]]:
+    """gpt-4o-mini on ``sim`` (deployment ``d``) at PRICES."""
+    return [{"name": "gpt-4o-mini", "deployments": [{**dep(sim, "d"), "prices": PRICES}]}]
+
+
+async def ledger_cost(gw: Gateway, key_id: str, count: int) -> int:
+    """The cost on the key's ledger rows once ``count`` are written, each of 16 output
+    tokens at PRICES."""
+    db = gw.state.database
+    assert db is not None
+    await wait_until(lambda: db.ledger.counts["written"] >= count, 10)
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(select(spend_ledger))).mappings().all()
+    mine = [r for r in rows if r["key_id"] == key_id]
+    assert len(mine) == count and all(r["status"] == "ok" for r in mine)
+    assert all(r["cost_nanos"] == 16 * TOKEN_NANOS for r in mine)
+    return sum(int(r["cost_nanos"]) for r in mine)
 
 
 async def call(

@@ -12,9 +12,8 @@ import pytest
 from redis import Redis
 
 from lockgate.features.ratelimit import US
-from tests.conftest import GatewayFactory, SimFactory, dep
-from tests.governance.helpers import HELLO, admin, new_key, sqlite
-from tests.governance.test_limits import PRICES, TOKEN_NANOS, _ledger_cost
+from tests.conftest import GatewayFactory, SimFactory
+from tests.governance.helpers import HELLO, TOKEN_NANOS, admin, ledger_cost, new_key, priced, sqlite
 
 REQUESTS = 150
 
@@ -30,7 +29,7 @@ async def test_a_large_budget_and_limits_on_leases_bill_redis_exactly(
 ) -> None:
     sim = await make_sim(completion_tokens=16)
     gw = await make_gateway(
-        [{"name": "gpt-4o-mini", "deployments": [{**dep(sim, "d"), "prices": PRICES}]}],
+        priced(sim),
         sections={
             "database": sqlite(tmp_path),
             "redis": {"url": redis_url, "prefix": redis_prefix, "limit_credit": credit},
@@ -73,7 +72,7 @@ async def test_a_large_budget_and_limits_on_leases_bill_redis_exactly(
         {"rate_limits": 2, "budgets": 1} if credit else {"rate_limits": 0, "budgets": 0}
     )
 
-    billed = await _ledger_cost(gw, key_id, REQUESTS)
+    billed = await ledger_cost(gw, key_id, REQUESTS)
     assert billed == REQUESTS * 16 * TOKEN_NANOS
     await gw.stop()  # the leases' last spend is sent and their credit given back
 

@@ -10,15 +10,18 @@ from typing import Any
 
 import aiohttp
 import openai
-from sqlalchemy import select
 
-from lockgate.storage.schema import spend_ledger
-from tests.conftest import Gateway, GatewayFactory, SimFactory, dep, wait_until
-from tests.governance.helpers import HELLO, admin, models, new_key, sqlite
-
-# $1000 per million output tokens, input free: each output token costs 1_000_000 nano-USD.
-PRICES = {"input": 0, "output": 1000}
-TOKEN_NANOS = 1_000_000
+from tests.conftest import Gateway, GatewayFactory, SimFactory
+from tests.governance.helpers import (
+    HELLO,
+    TOKEN_NANOS,
+    admin,
+    ledger_cost,
+    models,
+    new_key,
+    priced,
+    sqlite,
+)
 
 
 async def test_key_rpm_refuses_with_openai_headers(
@@ -82,7 +85,7 @@ async def test_budget_under_50_concurrent_requests_and_cost_on_the_ledger(
 ) -> None:
     sim = await make_sim(completion_tokens=16, latency="200ms")
     gw = await make_gateway(
-        [{"name": "gpt-4o-mini", "deployments": [{**dep(sim, "d"), "prices": PRICES}]}],
+        priced(sim),
         sections={"database": sqlite(tmp_path)},
     )
     key, key_id = await new_key(gw)
@@ -95,7 +98,7 @@ async def test_budget_under_50_concurrent_requests_and_cost_on_the_ledger(
         if not done:
             break
         ok += 1
-    spent = await _ledger_cost(gw, key_id, ok)
+    spent = await ledger_cost(gw, key_id, ok)
     assert spent == ok * 16 * TOKEN_NANOS  # the known usage at the known price, per row
     assert limit_nanos - 20 * TOKEN_NANOS < spent <= limit_nanos  # used, never overshot
     usage = await admin(gw, "GET", f"/admin/keys/{key_id}/usage")
@@ -125,18 +128,6 @@ async def _burst(gw: Gateway, key: str, n: int) -> tuple[int, int]:
         results = await asyncio.gather(*(one() for _ in range(n)))
     await asyncio.sleep(0.05)  # settles are spawned when each request ends
     return sum(results), n - sum(results)
-
-
-async def _ledger_cost(gw: Gateway, key_id: str, count: int) -> int:
-    db = gw.state.database
-    assert db is not None
-    await wait_until(lambda: db.ledger.counts["written"] >= count, 10)
-    async with db.engine.connect() as conn:
-        rows = (await conn.execute(select(spend_ledger))).mappings().all()
-    mine = [r for r in rows if r["key_id"] == key_id]
-    assert len(mine) == count and all(r["status"] == "ok" for r in mine)
-    assert all(r["cost_nanos"] == 16 * TOKEN_NANOS for r in mine)
-    return sum(int(r["cost_nanos"]) for r in mine)
 
 
 async def test_user_limit_and_key_model_limit(
@@ -180,7 +171,7 @@ async def test_with_redis_a_refusal_gives_back_what_the_other_check_took(
     when the limit refuses, the reservation the budget made meanwhile is released."""
     sim = await make_sim(completion_tokens=16)
     gw = await make_gateway(
-        [{"name": "gpt-4o-mini", "deployments": [{**dep(sim, "d"), "prices": PRICES}]}],
+        priced(sim),
         sections={
             "database": sqlite(tmp_path),
             "redis": {"url": redis_url, "prefix": redis_prefix},
