@@ -126,3 +126,20 @@ def test_cost_header_is_a_plain_usd_decimal() -> None:
     assert ctx.response_headers()["x-lockgate-cost"] == "0.00021"
     ctx.bill(Usage(1, 1), 2_999_790_000, True)
     assert ctx.response_headers()["x-lockgate-cost"] == "3"
+
+
+def test_flat_rates_are_what_plain_usage_costs_and_none_otherwise() -> None:
+    book = PriceBook({
+        "mine": Prices(input=Decimal("2"), output=Decimal("8")),
+        "fraction": Prices(input=Decimal("0.0015"), output=Decimal("1")),
+    })  # fmt: skip
+    for deployment, provider, model in (("mine", "vllm", "llama"), ("d", "openai", "gpt-4o-mini")):
+        rates = book.flat_rates(deployment, provider, model)
+        assert rates is not None
+        for prompt, completion in ((0, 0), (1, 0), (0, 1), (1234, 567), (300_000, 1_000)):
+            quoted = book.quote(deployment, provider, model, Usage(prompt, completion)).nanos
+            assert prompt * rates[0] + completion * rates[1] == quoted
+    assert book.flat_rates("mine", "vllm", "llama") == (2_000, 8_000)
+    assert book.flat_rates("fraction", "x", "m") is None  # not whole nano-dollars a token
+    assert book.flat_rates("d", "anthropic", "claude-sonnet-4-5") is None  # tiered
+    assert book.flat_rates("d", "selfhosted", "no-such-model") is None

@@ -37,6 +37,11 @@ class Pricer(Protocol):
         """What ``usage`` would cost, not counted as spent (a budget's reservation)."""
         ...
 
+    def flat_rates(self, deployment: str, provider: str, model: str) -> tuple[int, int] | None:
+        """Whole nano-dollars per prompt and per completion token when that is exactly
+        what plain usage costs (no tiers, no fees), else None: ask ``quote``."""
+        ...
+
 
 class Ledger(Protocol):
     def record(self, record: LedgerRecord) -> None:
@@ -179,9 +184,14 @@ class Settled(AsyncGenerator[Chunk, None]):
 
 
 def prompt_tokens(body: JSON) -> Callable[[], int]:
-    """A request's prompt tokens, estimated (about four bytes of message JSON a token), for
-    a stream that ends before the upstream reports usage."""
-    return lambda: len(orjson.dumps(body.get("messages") or "")) // 4
+    """A request's prompt tokens, estimated later (for a stream that ends before the
+    upstream reports usage)."""
+    return lambda: estimate_prompt_tokens(body)
+
+
+def estimate_prompt_tokens(body: JSON) -> int:
+    """About four bytes of message JSON a token."""
+    return len(orjson.dumps(body.get("messages") or "")) // 4
 
 
 def generated_chars(data: JSON) -> int:

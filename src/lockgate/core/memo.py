@@ -8,6 +8,8 @@ from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
+Obj = TypeVar("Obj")
+T = TypeVar("T", bound=Hashable)
 
 
 class ByIdentity(Generic[V]):
@@ -20,14 +22,16 @@ class ByIdentity(Generic[V]):
         self._size = size
         self._seen: dict[tuple[int, Hashable], tuple[object, V]] = {}
 
-    def get(self, obj: object, tag: Hashable, compute: Callable[[], V]) -> V:
+    def get(self, obj: Obj, tag: T, compute: Callable[[Obj, T], V]) -> V:
+        """The value of ``compute(obj, tag)``, computed once (a plain function, not a
+        closure made per call: this runs on every request)."""
         key = (id(obj), tag)
         found = self._seen.get(key)
         if found is not None and found[0] is obj:
             return found[1]
         if len(self._seen) >= self._size:
             self._seen.clear()
-        value = compute()
+        value = compute(obj, tag)
         self._seen[key] = (obj, value)
         return value
 

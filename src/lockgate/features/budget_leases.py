@@ -100,7 +100,7 @@ class BudgetLeases:
         self._alerted = alerted
         self._clock = clock
         self._leases: dict[str, Lease] = {}  # by its holds' keys
-        self._by_id: dict[str, Lease] = {}
+        self._by_id: dict[str | int, Lease] = {}
         self._names: ByIdentity[str] = ByIdentity()
         self._flusher = Recurring(
             tasks, "budgets-leases", FLUSH_EVERY, lambda: self._flush_all(release=False),
@@ -113,7 +113,7 @@ class BudgetLeases:
     def take(self, holds: Sequence[Hold], max_cost: int) -> Reservation | None:
         """Reserve ``max_cost`` on a lease, or None: reserve in Redis (and, when the budget
         is large, a lease is asked for meanwhile)."""
-        name = self._names.get(holds, 0, lambda: "|".join(h.key for h in holds))
+        name = self._names.get(holds, 0, _lease_name)
         lease = self._leases.get(name)
         if lease is None:
             want = max_cost * LEASE_REQUESTS
@@ -185,3 +185,7 @@ class BudgetLeases:
             self._alerted(lease.holds[index], label, spent[index])
         if idle and lease.held == 0 and lease.inflight == 0 and lease.pending == 0:
             del self._by_id[lease.id], self._leases[lease.name]
+
+
+def _lease_name(holds: Sequence[Hold], _: int) -> str:
+    return "|".join(hold.key for hold in holds)

@@ -17,6 +17,7 @@ Amounts are ints of ``money.MONEY_UNIT``.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -82,7 +83,7 @@ class Hold:
 
 
 class Reservation(NamedTuple):  # a tuple: made once per request, cheaply
-    id: str
+    id: str | int  # unique where the reservation lives (a count in process, else a str)
     amount: int
     holds: tuple[Hold, ...]
     backend: str  # "local" or "redis": where the reservation lives
@@ -153,7 +154,11 @@ class Plans:
         self._seen: ByIdentity[list[Hold]] = ByIdentity()
 
     def __call__(self, budgets: Iterable[Budget], now: float) -> list[Hold]:
-        return self._seen.get(budgets, int(now // 86_400), lambda: plan(budgets, now))
+        return self._seen.get(budgets, int(now // 86_400), _plan_of_day)
+
+
+def _plan_of_day(budgets: Iterable[Budget], day: int) -> list[Hold]:
+    return plan(budgets, day * 86_400.0)
 
 
 # Reservation ids: unique across replicas, without a random read per request.
@@ -203,7 +208,7 @@ class _Counters:
     keep_until: float | None
     spent: int = 0
     reserved: int = 0
-    held: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> amount, expiry
+    held: dict[str | int, tuple[int, float]] = field(default_factory=dict)  # id -> amount, expiry
     next_expiry: float = math.inf  # no held reservation expires before this
     fired: set[str] = field(default_factory=set)
 
@@ -244,6 +249,7 @@ class LocalBudgets:
         self._clock = clock
         self.reservation_ttl = reservation_ttl
         self._ops = 0
+        self._ids = itertools.count(1)  # reservations here are only ever seen here
 
     def _open(self, hold: Hold) -> _Counters:
         counters = self._counters.get(hold.key)
@@ -254,15 +260,13 @@ class LocalBudgets:
         return counters
 
     def _sweep(self, now: float) -> None:
-        self._ops += 1
-        if self._ops % self._SWEEP_EVERY == 0:
-            self._counters = {
-                key: c
-                for key, c in self._counters.items()
-                if c.keep_until is None or c.keep_until > now
-            }
-            for c in self._counters.values():
-                c.expire(now)
+        self._counters = {
+            key: c
+            for key, c in self._counters.items()
+            if c.keep_until is None or c.keep_until > now
+        }
+        for c in self._counters.values():
+            c.expire(now)
 
     async def reserve(self, budgets: Iterable[Budget], max_cost: int) -> Reservation:
         return self.reserve_budgets(budgets, max_cost)
@@ -279,14 +283,22 @@ class LocalBudgets:
             raise ValueError(f"max_cost must be >= 0, got {max_cost}")
         if now is None:
             now = self._clock()
-        self._sweep(now)
-        opened = [self._open(hold) for hold in holds]
-        for hold, c in zip(holds, opened, strict=True):
-            if c.no_room(hold.budget.limit, max_cost):
+        self._ops += 1
+        if self._ops % self._SWEEP_EVERY == 0:
+            self._sweep(now)
+        counters = self._counters
+        opened = []
+        for hold in holds:  # written out (no calls on the usual path): every request
+            c = counters.get(hold.key)
+            if c is None or hold.floor > c.spent:
+                c = self._open(hold)
+            limit = hold.budget.limit
+            if c.spent >= limit or c.spent + c.reserved + max_cost > limit:
                 c.expire(now)  # lost reservations may be holding the room
-                if c.no_room(hold.budget.limit, max_cost):
+                if c.no_room(limit, max_cost):
                     raise refusal(hold, c.spent, c.reserved, max_cost, self._metrics)
-        rid, expiry = new_id(), now + self.reservation_ttl
+            opened.append(c)
+        rid, expiry = next(self._ids), now + self.reservation_ttl
         hold_of = (max_cost, expiry)
         for c in opened:
             c.reserved += max_cost
@@ -302,9 +314,11 @@ class LocalBudgets:
         if cost < 0:
             raise ValueError(f"cost must be >= 0, got {cost}")
         alerts: list[BudgetAlert] = []
-        rid = reservation.id
+        rid, counters = reservation.id, self._counters
         for hold in reservation.holds:
-            c = self._open(hold)
+            c = counters.get(hold.key)
+            if c is None or hold.floor > c.spent:
+                c = self._open(hold)
             held = c.held.pop(rid, None)
             if held is not None:
                 c.reserved -= held[0]

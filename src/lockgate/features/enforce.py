@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
-from lockgate.core.accounting import Pricer, prompt_tokens
+from lockgate.core.accounting import Pricer, estimate_prompt_tokens
 from lockgate.core.errors import PermissionDenied
 from lockgate.core.gate import Finish
 from lockgate.core.router import ModelGroup
@@ -68,7 +68,7 @@ def output_tokens(body: JSON) -> int:
 
 def input_tokens(body: JSON) -> int:
     if "messages" in body:
-        return prompt_tokens(body)()
+        return estimate_prompt_tokens(body)
     size = len(str(body.get("input") or ""))
     return -(-size // 4)
 
@@ -83,6 +83,8 @@ class Governor:
         self.budgets = budgets
         self.pricer = pricer
         self.tasks = tasks
+        # Per model group: its first deployment's flat prices (or None: quote each time).
+        self._rates: dict[ModelGroup, tuple[int, int] | None] = {}
         # In-process engines answer at once: admitted and settled without awaiting.
         self._local: tuple[LocalRateLimiter, LocalBudgets] | None = (
             (limiter, budgets)
@@ -209,6 +211,12 @@ class Governor:
         """The most a request may cost: its tokens at the group's first deployment's prices
         (quoted, not counted as spent)."""
         dep = group.deployments[0]
+        try:
+            rates = self._rates[group]
+        except KeyError:
+            rates = self._rates[group] = self.pricer.flat_rates(dep.id, dep.provider, dep.model)
+        if rates is not None:
+            return prompt * rates[0] + output * rates[1]
         return self.pricer.quote(dep.id, dep.provider, dep.model, Usage(prompt, output)).nanos
 
     def _finish(

@@ -80,6 +80,11 @@ class Rates:
         whole = all(rate == rate.to_integral_value() for rate in self._decimal)
         self._whole = tuple(int(rate) for rate in self._decimal) if whole else None
 
+    def flat(self) -> tuple[int, int] | None:
+        """(input, output) nano-dollars per token, when both are whole."""
+        whole = self._whole
+        return (whole[0], whole[3]) if whole is not None else None
+
     def cost(self, usage: Usage) -> Cost:
         whole = self._whole
         if whole is not None and not (
@@ -166,6 +171,13 @@ class PriceBook:
     def quote(self, deployment: str, provider: str, model: str, usage: Usage) -> Cost:
         """What ``usage`` costs, without counting it as spent (e.g. what a cache hit saved)."""
         return self._cost(deployment, provider, model, usage)
+
+    def flat_rates(self, deployment: str, provider: str, model: str) -> tuple[int, int] | None:
+        rates = self._overrides.get(deployment)
+        if rates is None:
+            found = self._lookup(provider, model)
+            rates = found[2] if found is not None else None
+        return rates.flat() if rates is not None else None
 
     def _cost(self, deployment: str, provider: str, model: str, usage: Usage) -> Cost:
         rates = self._overrides.get(deployment)

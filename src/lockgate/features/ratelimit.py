@@ -66,10 +66,12 @@ class Rule:
     model: str | None
     requests: bool = field(init=False)  # counts requests (1 a request), not tokens
     request_cost: int = field(init=False)  # cost_us(1): how far one request moves the TAT
+    limit_text: str = field(init=False)  # str(limit), for the headers of every request
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "requests", self.unit == "requests")
         object.__setattr__(self, "request_cost", self.cost_us(1))
+        object.__setattr__(self, "limit_text", str(self.limit))
 
     def cost_us(self, amount: int) -> int:
         """How far ``amount`` units move the TAT (rounded up: never under-charged)."""
@@ -145,7 +147,7 @@ class Selection:
         self._seen: ByIdentity[list[Rule]] = ByIdentity()
 
     def __call__(self, limits: Iterable[RateLimit], model: str | None) -> list[Rule]:
-        return self._seen.get(limits, model, lambda: select(limits, model))
+        return self._seen.get(limits, model, select)
 
 
 def amounts(rules: Sequence[Rule], tokens: int) -> list[int]:
@@ -221,8 +223,8 @@ def grant_headers(
 ) -> dict[str, str]:
     """OpenAI's headers, per unit for the limit closest to running out (on a tie, the
     smaller limit). Runs for every admitted request, hence written out flat."""
-    req: tuple[int, int, int] | None = None  # remaining, limit, TAT
-    tok: tuple[int, int, int] | None = None
+    req: tuple[int, Rule, int] | None = None  # remaining, rule, TAT
+    tok: tuple[int, Rule, int] | None = None
     for rule, tat in zip(rules, tats, strict=True):
         if rule.unit == skip_unit:
             continue
@@ -232,25 +234,33 @@ def grant_headers(
         if remaining > limit:
             remaining = limit
         best = req if rule.requests else tok
-        if best is None or remaining < best[0] or (remaining == best[0] and limit < best[1]):
+        if best is None or remaining < best[0] or (remaining == best[0] and limit < best[1].limit):
             if rule.requests:
-                req = (remaining, limit, tat)
+                req = (remaining, rule, tat)
             else:
-                tok = (remaining, limit, tat)
+                tok = (remaining, rule, tat)
     headers: dict[str, str] = {}
-    for names, best in ((_REQUEST_HEADERS, req), (_TOKEN_HEADERS, tok)):
-        if best is not None:
-            remaining, limit, tat = best
-            headers[names[0]] = str(limit)
-            headers[names[1]] = str(remaining)
-            headers[names[2]] = openai_duration_ms(-(-(tat - now) // 1000)) if tat > now else "0s"
+    if req is not None:
+        remaining, rule, tat = req
+        headers["x-ratelimit-limit-requests"] = rule.limit_text
+        headers["x-ratelimit-remaining-requests"] = str(remaining)
+        headers["x-ratelimit-reset-requests"] = reset_text(tat - now)
+    if tok is not None:
+        remaining, rule, tat = tok
+        headers["x-ratelimit-limit-tokens"] = rule.limit_text
+        headers["x-ratelimit-remaining-tokens"] = str(remaining)
+        headers["x-ratelimit-reset-tokens"] = reset_text(tat - now)
     return headers
 
 
-_REQUEST_HEADERS, _TOKEN_HEADERS = (
-    tuple(f"x-ratelimit-{what}-{unit}" for what in ("limit", "remaining", "reset"))
-    for unit in ("requests", "tokens")
-)
+# "0s", "1ms" ... "999ms": a large limit's reset is a few milliseconds away, every request.
+_RESETS = ("0s", *(f"{ms}ms" for ms in range(1, 1000)))
+
+
+def reset_text(us: int) -> str:
+    """OpenAI's wording of a reset ``us`` microseconds away (rounded up to the ms)."""
+    ms = -(-us // 1000) if us > 0 else 0
+    return _RESETS[ms] if ms < 1000 else openai_duration_ms(ms)
 
 
 class LocalRateLimiter:
@@ -285,23 +295,24 @@ class LocalRateLimiter:
     def check_now(self, rules: Sequence[Rule], tokens: int) -> Grant:
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
-        now = self._now()
+        now = int(self._clock() * US)
         self._checks += 1
         if self._checks % self._SWEEP_EVERY == 0:
             self._tats = {k: t for k, t in self._tats.items() if t > now}
         cells = self._tats
         after: list[int] = []
         charged: list[Rule] = []
-        for rule in rules:
+        for rule in rules:  # written out (no calls): this runs for every request
             tat = cells.get(rule.key, now)
             if tat < now:
                 tat = now
+            window = rule.window_us
             if rule.requests:
                 tat += rule.request_cost
             else:
-                tat += rule.cost_us(tokens)
+                tat += -(-tokens * window // rule.limit) if rule.limit > 0 else window + 1
                 charged.append(rule)
-            if tat - now > rule.window_us:
+            if tat - now > window:
                 return self._refuse(rules, tokens, now)
             after.append(tat)
         for rule, tat in zip(rules, after, strict=True):
