@@ -280,9 +280,6 @@ class LocalRateLimiter:
         self._clock = clock
         self._checks = 0
 
-    def _now(self) -> int:
-        return int(self._clock() * US)
-
     async def check(
         self, limits: Iterable[RateLimit], *, model: str | None = None, tokens: int = 0
     ) -> Grant:
@@ -332,12 +329,16 @@ class LocalRateLimiter:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
         if tokens == ticket.tokens or not ticket.rules:
             return
-        now = self._now()
-        for rule in ticket.rules:
-            delta = rule.cost_us(tokens) - rule.cost_us(ticket.tokens)
-            tat = self._tats.get(rule.key, now)
-            tat = max(tat, now) + delta if delta > 0 else tat + delta
+        now = int(self._clock() * US)
+        cells, estimate = self._tats, ticket.tokens
+        for rule in ticket.rules:  # written out (no calls): this runs for every request
+            window, limit = rule.window_us, rule.limit
+            if limit <= 0:
+                continue  # nothing was admitted on it
+            delta = -(-tokens * window // limit) - -(-estimate * window // limit)
+            tat = cells.get(rule.key, now)
+            tat = (tat if tat > now else now) + delta if delta > 0 else tat + delta
             if tat > now:
-                self._tats[rule.key] = tat
+                cells[rule.key] = tat
             else:
-                self._tats.pop(rule.key, None)
+                cells.pop(rule.key, None)
