@@ -18,6 +18,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import suppress
 from itertools import islice
 from typing import Any
 
@@ -115,37 +116,29 @@ class LedgerWriter:
 
     async def _run(self) -> None:
         while not self._stopping:
-            full = True
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.flush_interval)
-            except TimeoutError:
-                full = False
             self._wake.clear()
-            # Woken by a full batch: write full batches only, so that records arriving
-            # during a write wait for the next full one instead of going out as a small
-            # batch of their own (each batch costs the event loop and the writer process
-            # a fixed share). At the flush interval, everything goes.
-            await self._cycle(keep=self.batch_size - 1 if full else 0)
+            await self._cycle()
         await self._cycle(final=True)
 
-    async def _cycle(self, *, final: bool = False, keep: int = 0) -> None:
+    async def _cycle(self, *, final: bool = False) -> None:
         if not self._pending and not (self.spool and self.spool.size) and not self._migrate:
             return
-        if (final or time.monotonic() >= self._retry_at) and await self._flush(keep):
+        if (final or time.monotonic() >= self._retry_at) and await self._flush():
             return
         if final or len(self._pending) * 2 >= self.bound:
             await self._spill(final=final)
 
-    async def _flush(self, keep: int = 0) -> bool:
-        """Write the spool, then the buffer down to ``keep`` records; False when the
-        database failed."""
+    async def _flush(self) -> bool:
+        """Write the spool, then the buffer; False when the database failed."""
         try:
             if self._migrate is not None:
                 await self._migrate()
                 self._migrate = None
             if self.spool is not None and self.spool.size:
                 await self._replay(self.spool)
-            await self._write_pending(keep)
+            await self._write_pending(0)
         except Exception as exc:  # any database or network failure: keep the records
             self._down(exc)
             return False
