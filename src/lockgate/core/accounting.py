@@ -67,8 +67,8 @@ def ledger_record(
         key_id, user_id, team_id = "", None, None
     else:
         key_id, user_id, team_id = principal.key_id, principal.user_id, principal.team_id
-    # Positional, in field order: this runs once per request.
-    return LedgerRecord(
+    # Positional, in field order, without LedgerRecord's own __new__: once per request.
+    return _new_tuple(LedgerRecord, (
         request_id or ctx.request_id, time.time() - elapsed, key_id, user_id, team_id,
         endpoint, ctx.model_group, ctx.deployment, ctx.provider, ctx.upstream_model,
         usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens,
@@ -77,10 +77,11 @@ def ledger_record(
         status, http_status, ctx.attempts, ctx.fallback, ctx.hedged, ctx.cache,
         None if ctx.first_token is None else round(ctx.first_token * 1000), error_type,
         ctx.bodies,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 _NO_USAGE = Usage()
+_new_tuple = tuple.__new__
 _FREE = Cost(0, priced=False)
 
 

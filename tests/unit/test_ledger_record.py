@@ -1,0 +1,37 @@
+"""The ledger record the pipeline builds for a request: every field, in its place (it is
+built positionally, without LedgerRecord's own constructor)."""
+
+from __future__ import annotations
+
+from lockgate.core.accounting import ledger_record
+from lockgate.core.ledger_record import LedgerRecord
+from lockgate.core.types import Principal, RequestContext, Usage
+
+
+def test_every_field_of_the_request_lands_in_its_place() -> None:
+    ctx = RequestContext("req-1", principal=Principal("key-1", user_id="u-1", team_id="t-1"))
+    ctx.stamp("group", "group/0", "openai")
+    ctx.upstream_model = "gpt-4o-mini"
+    ctx.bill(Usage(100, 20, 30, 5, 7), 1234, True, False)
+    ctx.attempts, ctx.fallback, ctx.hedged, ctx.cache = 2, True, True, "miss"
+    ctx.first_token, ctx.bodies = 0.0125, '{"messages": []}'
+    record = ledger_record(
+        ctx, endpoint="chat", stream=True, status="upstream_error", http_status=502,
+        error_type="UpstreamError",
+    )  # fmt: skip
+    assert isinstance(record, LedgerRecord)
+    assert len(record) == len(LedgerRecord._fields)
+    fields = record.to_dict()
+    assert 0 <= fields.pop("latency_ms") < 1000
+    assert fields.pop("started_at") > 1.7e9
+    assert fields == {
+        "request_id": "req-1", "key_id": "key-1", "user_id": "u-1", "team_id": "t-1",
+        "endpoint": "chat", "model_group": "group", "deployment": "group/0",
+        "provider": "openai", "model": "gpt-4o-mini", "prompt_tokens": 100,
+        "completion_tokens": 20, "cached_tokens": 30, "cache_creation_tokens": 5,
+        "reasoning_tokens": 7, "cost_nanos": 1234, "priced": True, "usage_estimated": False,
+        "cache_hit": False, "coalesced": False, "stream": True, "status": "upstream_error",
+        "http_status": 502, "attempts": 2, "fallback": True, "hedged": True,
+        "cache_status": "miss", "ttft_ms": 12, "error_type": "UpstreamError",
+        "bodies": '{"messages": []}',
+    }  # fmt: skip
