@@ -3,6 +3,7 @@ against the core path, at concurrency 64, measured as `bench/overhead.py` measur
 
     .venv/bin/python bench/governance.py [--seconds 10] [--rounds 3]
         [--redis redis://127.0.0.1:6379/0] [--postgres postgresql://...:5432/test]
+        [--against REV [--variants memory,ledger only,redis+postgres]]
 
 The gateway runs alone on core 0 (`taskset -c 0`); wrk (`-t1 -c64`), the simulator
 upstream (no delay), Redis, PostgreSQL and the ledger's writer process (the `writer_cpus`
@@ -20,6 +21,13 @@ stopped), in turn within each round; each variant's median round is reported:
   database (dropped at the end) with limits and budgets in Redis (keys under a fresh
   prefix, deleted at the end).
 
+With ``--against REV`` it compares instead this tree with git revision REV (checked out
+in a temporary worktree, run from its ``src``) on the ``--variants`` chosen (default
+memory): each round runs both, in alternating order, and prints the median of the
+within-pair differences in requests/s and in the gateway process's CPU per request (its
+ledger writer apart). This machine's speed drifts by more than a small change between
+runs minutes apart; pairs of runs seconds apart see through it.
+
 Prints requests/s per variant and the drop against `core` (target: less than 20%): the
 median of the drops measured within each round; and how busy the load core was. When it
 is near 100% while the gateway's is not, the load core (wrk, the upstream, Redis,
@@ -33,9 +41,11 @@ import argparse
 import contextlib
 import http.client
 import statistics
+import subprocess
 import sys
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,27 +94,37 @@ def _virtual_key(port: int, team: str) -> str:
     return str(created["key"])
 
 
+@dataclass(frozen=True)
+class Run:
+    measured: benchlib.Measured
+    main_us: float  # the gateway's own process (not its ledger writer): CPU µs a request
+
+
 def _variant(
     tmp: Path, upstream: Service, upstream_port: int, name: str, sections: tuple[str, str],
-    virtual: bool, seconds: float, n: int,
-) -> benchlib.Measured:  # fmt: skip
+    virtual: bool, seconds: float, n: int, source: Path | None = None,
+) -> Run:  # fmt: skip
+    """One gateway run; ``source``: another checkout's ``src`` to run instead of this one."""
     port = benchlib.free_port()
     config = _config(tmp / f"{name}-{n}.yaml".replace(" ", "_"), port, upstream_port, *sections)
     argv = [sys.executable, "-m", "lockgate", "serve", "--config", str(config)]
-    gateway = Service(f"gateway-{n}", argv, GATEWAY_CORE, tmp, cwd=ROOT)
+    env = {"PYTHONPATH": str(source)} if source is not None else None
+    gateway = Service(f"gateway-{n}", argv, GATEWAY_CORE, tmp, env=env, cwd=ROOT)
     with benchlib.running(gateway):
         gateway.wait_ready(f"http://127.0.0.1:{port}/health/ready")
         key = _virtual_key(port, f"bench{n}") if virtual else MASTER
         script = benchlib.write_wrk_script(tmp / f"wrk-{n}.lua", BODY, key)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         benchlib.warm_up(url, script, connections=CONNECTIONS, seconds=2)
+        main_before = benchlib.cpu_seconds([gateway.pid])
         measured = benchlib.measure(
             gateway, upstream, url, connections=CONNECTIONS, duration_s=seconds,
             script=script, cores=LOAD_CORE,
         )  # fmt: skip
+        main = benchlib.cpu_seconds([gateway.pid]) - main_before
     if measured.wrk.error_count:
         raise BenchError(f"{name}: wrk errors {measured.wrk.errors}")
-    return measured
+    return Run(measured, 1e6 * main / max(measured.wrk.requests, 1))
 
 
 def main() -> int:
@@ -113,35 +133,30 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--redis", help="e.g. redis://127.0.0.1:6379/0")
     parser.add_argument("--postgres", help="e.g. postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--against", metavar="REV",
+        help="compare this tree with git revision REV instead of the variants with core: "
+        "each round runs the chosen variants once on each, in alternating order",
+    )  # fmt: skip
+    parser.add_argument(
+        "--variants", default="memory", help="with --against: comma-separated (default memory)"
+    )
     args = parser.parse_args()
+    if args.against:
+        return _compare(args)
     results: dict[str, list[benchlib.Measured]] = {}
     with (
         tempfile.TemporaryDirectory(prefix="lockgate-gov-") as tmp_name,
         contextlib.ExitStack() as stack,
     ):
         tmp = Path(tmp_name)
-        up_port = benchlib.free_port()
-        argv = [sys.executable, "-m", "lockgate.providers.simulator", "--port", str(up_port)]
-        upstream = Service("upstream", [*argv, "--latency", "0ms"], LOAD_CORE, tmp, cwd=ROOT)
-        stack.enter_context(benchlib.running(upstream))
-        upstream.wait_ready(f"http://127.0.0.1:{up_port}/v1/models")
-        variants: dict[str, tuple[tuple[str, str], bool]] = {
-            "core": (("database: null\n", ""), False),
-            "ledger only": ((_sqlite(tmp, "ledger"), ""), False),
-            "memory": ((_sqlite(tmp, "memory"), ""), True),
-        }
-        if args.redis and args.postgres:
-            database = stack.enter_context(_postgres(args.postgres))
-            prefix = f"lgbench:{uuid.uuid4().hex[:8]}:"
-            stack.callback(_forget, args.redis, prefix)
-            redis = f"redis: {{url: '{args.redis}', prefix: '{prefix}'}}\n"
-            ledger = f"database: {{url: '{database}', writer_cpus: [{LOAD_CORE}]}}\n"
-            variants["redis+postgres"] = ((ledger, redis), True)
+        upstream, up_port, variants = _setting(tmp, stack, args)
         n = 0
         for _ in range(args.rounds):
             for name, (sections, virtual) in variants.items():
                 n += 1
-                m = _variant(tmp, upstream, up_port, name, sections, virtual, args.seconds, n)
+                run = _variant(tmp, upstream, up_port, name, sections, virtual, args.seconds, n)
+                m = run.measured
                 results.setdefault(name, []).append(m)
                 print(
                     f"  {name:15} {m.wrk.rps:8,.0f} req/s, gateway CPU"
@@ -170,6 +185,94 @@ def main() -> int:
         )
         print(f"{name:15} {rate:8,.0f} req/s  {cpu:.3f} ms CPU/req  load core {load:4.0%}{verdict}")
     return 0
+
+
+Variants = dict[str, tuple[tuple[str, str], bool]]  # name -> (config sections, virtual key)
+
+
+def _setting(
+    tmp: Path, stack: contextlib.ExitStack, args: argparse.Namespace
+) -> tuple[Service, int, Variants]:
+    """The upstream (started) and the variants' configuration."""
+    up_port = benchlib.free_port()
+    argv = [sys.executable, "-m", "lockgate.providers.simulator", "--port", str(up_port)]
+    upstream = Service("upstream", [*argv, "--latency", "0ms"], LOAD_CORE, tmp, cwd=ROOT)
+    stack.enter_context(benchlib.running(upstream))
+    upstream.wait_ready(f"http://127.0.0.1:{up_port}/v1/models")
+    variants: Variants = {
+        "core": (("database: null\n", ""), False),
+        "ledger only": ((_sqlite(tmp, "ledger"), ""), False),
+        "memory": ((_sqlite(tmp, "memory"), ""), True),
+    }
+    if args.redis and args.postgres:
+        database = stack.enter_context(_postgres(args.postgres))
+        prefix = f"lgbench:{uuid.uuid4().hex[:8]}:"
+        stack.callback(_forget, args.redis, prefix)
+        redis = f"redis: {{url: '{args.redis}', prefix: '{prefix}'}}\n"
+        ledger = f"database: {{url: '{database}', writer_cpus: [{LOAD_CORE}]}}\n"
+        variants["redis+postgres"] = ((ledger, redis), True)
+    return upstream, up_port, variants
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """This tree against ``args.against``: this machine's speed drifts by more than a
+    small change between runs minutes apart, so the two run in turn, and the difference is
+    taken within each pair (the order alternates with the rounds)."""
+    runs: dict[tuple[str, str], list[Run]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="lockgate-gov-") as tmp_name,
+        contextlib.ExitStack() as stack,
+    ):
+        tmp = Path(tmp_name)
+        other = stack.enter_context(_checkout(args.against, tmp / "against"))
+        upstream, up_port, variants = _setting(tmp, stack, args)
+        chosen = [name.strip() for name in args.variants.split(",")]
+        unknown = set(chosen) - set(variants)
+        if unknown:
+            raise BenchError(f"unknown variants {sorted(unknown)}; known: {sorted(variants)}")
+        n = 0
+        for round_ in range(args.rounds):
+            for name in chosen:
+                sections, virtual = variants[name]
+                sides = [("this", None), (args.against, other)]
+                for side, source in sides if round_ % 2 == 0 else sides[::-1]:
+                    n += 1
+                    run = _variant(
+                        tmp, upstream, up_port, name, sections, virtual, args.seconds, n, source
+                    )
+                    runs.setdefault((name, side), []).append(run)
+                    print(
+                        f"  {name:15} {side:12} {run.measured.wrk.rps:8,.0f} req/s,"
+                        f" gateway process {run.main_us:6.1f} µs/req",
+                        flush=True,
+                    )
+    print(f"\nmedian of {args.rounds} pairs, {args.seconds:g} s each, c{CONNECTIONS}:")
+    for name in chosen:
+        this, base = runs[(name, "this")], runs[(name, args.against)]
+        pairs = list(zip(this, base, strict=True))
+        gains = [(a.measured.wrk.rps / b.measured.wrk.rps - 1) * 100 for a, b in pairs]
+        saved = [b.main_us - a.main_us for a, b in pairs]
+        print(
+            f"{name:15} req/s {statistics.median(gains):+5.1f}%"
+            f" ({', '.join(f'{g:+.1f}' for g in gains)});"
+            f" gateway process {statistics.median(a.main_us for a in this):.1f} against"
+            f" {statistics.median(b.main_us for b in base):.1f} µs/req, saved"
+            f" {statistics.median(saved):+.1f} ({', '.join(f'{d:+.1f}' for d in saved)})"
+        )
+    return 0
+
+
+@contextlib.contextmanager
+def _checkout(rev: str, path: Path) -> Any:
+    """``rev``'s ``src`` in a temporary git worktree (removed at the end)."""
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", "--quiet", str(path), rev],
+        cwd=ROOT, check=True,
+    )  # fmt: skip
+    try:
+        yield path / "src"
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
 
 
 def _sqlite(tmp: Path, name: str) -> str:
