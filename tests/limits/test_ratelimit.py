@@ -10,7 +10,7 @@ import pytest
 
 from lockgate.core.errors import RateLimitExceeded
 from lockgate.features.limit_metrics import LimitMetrics
-from lockgate.features.ratelimit import Grant, RateLimit
+from lockgate.features.ratelimit import Grant, LocalRateLimiter, RateLimit
 from lockgate.providers.ratelimits import openai_duration
 from tests.limits.conftest import Clock
 
@@ -216,3 +216,18 @@ async def test_negative_tokens_are_a_programming_error(make_limiter: Factory) ->
     grant = await limiter.check(limits, tokens=5)
     with pytest.raises(ValueError, match="tokens"):
         await limiter.settle(grant.ticket, -1)
+
+
+def test_a_settle_after_its_cell_was_swept_lands_on_the_cell_in_use(clock: Clock) -> None:
+    # In process only: cells back at their full allowance are dropped every so many checks,
+    # and a request still in flight then corrects the cell that replaced its own.
+    limiter = LocalRateLimiter(clock=clock)
+    limits = (RateLimit("key", "k1", tpm=1000),)
+    grant = limiter.check_limits(limits, None, 100)
+    clock.advance(61)  # its cell is back at its full allowance
+    busy = (RateLimit("key", "k2", rpm=10**9),)
+    for _ in range(LocalRateLimiter._SWEEP_EVERY):
+        limiter.check_limits(busy, None, 0)
+    limiter.settle_now(grant.ticket, 400)  # 300 tokens more than its estimate
+    after = limiter.check_limits(limits, None, 0)
+    assert after.headers["x-ratelimit-remaining-tokens"] == "700"

@@ -91,6 +91,7 @@ class Ticket(NamedTuple):  # a tuple: made once per request, cheaply
     rules: tuple[Rule, ...]  # the token limits charged
     tokens: int  # the estimate they were charged
     backend: str  # "local" or "redis": where the charge lives
+    cells: tuple[Cell, ...] = ()  # "local": the cells of those rules
 
 
 class Grant(NamedTuple):
@@ -218,13 +219,28 @@ def decide(
     )  # fmt: skip
 
 
+class Figures(Protocol):
+    """What the headers read of a limit: a Rule's, or a Cell's copy of them."""
+
+    @property
+    def unit(self) -> str: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def limit_text(self) -> str: ...
+    @property
+    def window_us(self) -> int: ...
+    @property
+    def requests(self) -> bool: ...
+
+
 def grant_headers(
-    rules: Sequence[Rule], now: int, tats: Sequence[int], skip_unit: str | None = None
+    rules: Sequence[Figures], now: int, tats: Sequence[int], skip_unit: str | None = None
 ) -> dict[str, str]:
     """OpenAI's headers, per unit for the limit closest to running out (on a tie, the
     smaller limit). Runs for every admitted request, hence written out flat."""
-    req: tuple[int, Rule, int] | None = None  # remaining, rule, TAT
-    tok: tuple[int, Rule, int] | None = None
+    req: tuple[int, Figures, int] | None = None  # remaining, rule, TAT
+    tok: tuple[int, Figures, int] | None = None
     for rule, tat in zip(rules, tats, strict=True):
         if rule.unit == skip_unit:
             continue
@@ -263,10 +279,37 @@ def reset_text(us: int) -> str:
     return _RESETS[ms] if ms < 1000 else openai_duration_ms(ms)
 
 
+class Cell:
+    """One GCRA cell of this process: its TAT and its rule's figures, in one object, so
+    that a check touches one object per limit."""
+
+    __slots__ = ("key", "limit", "limit_text", "live", "request_cost", "requests", "rule",
+                 "tat", "unit", "window_us")  # fmt: skip
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.key, self.unit, self.limit = rule.key, rule.unit, rule.limit
+        self.window_us, self.limit_text = rule.window_us, rule.limit_text
+        self.requests, self.request_cost = rule.requests, rule.request_cost
+        self.tat = 0  # at its full allowance
+        self.live = True  # False once swept: a ticket holding it finds the new one by key
+
+
+class CellPlan(NamedTuple):
+    """The cells one request counts against (a principal's limits for one model)."""
+
+    cells: tuple[Cell, ...]
+    rules: tuple[Rule, ...]
+    charged: tuple[Cell, ...]  # the token limits, corrected by settle
+    charged_rules: tuple[Rule, ...]
+
+
 class LocalRateLimiter:
     """The cells in this process's memory: exact for one replica, per replica for many."""
 
+    __slots__ = ("_cells", "_checks", "_clock", "_metrics", "_plans")
     _SWEEP_EVERY = 4096  # checks between drops of cells back at their full allowance
+    _MAX_PLANS = 10_000
 
     def __init__(
         self,
@@ -274,8 +317,9 @@ class LocalRateLimiter:
         metrics: LimitMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._tats: dict[str, int] = {}
-        self._select = Selection()
+        self._cells: dict[str, Cell] = {}
+        # (id of a principal's limits, model) -> (those limits, their plan)
+        self._plans: dict[tuple[int, str | None], tuple[object, CellPlan]] = {}
         self._metrics = metrics
         self._clock = clock
         self._checks = 0
@@ -287,38 +331,68 @@ class LocalRateLimiter:
 
     def check_limits(self, limits: Iterable[RateLimit], model: str | None, tokens: int) -> Grant:
         """``check`` without suspending: in-process cells answer at once."""
-        return self.check_now(self._select(limits, model), tokens)
+        found = self._plans.get((id(limits), model))
+        if found is not None and found[0] is limits:
+            return self._check(found[1], tokens)
+        if len(self._plans) >= self._MAX_PLANS:
+            self._plans.clear()
+        plan = self._plan(select(limits, model))
+        self._plans[(id(limits), model)] = (limits, plan)
+        return self._check(plan, tokens)
 
     def check_now(self, rules: Sequence[Rule], tokens: int) -> Grant:
+        """Check ``rules`` (Redis's fail-open path: no plan is kept)."""
+        return self._check(self._plan(rules), tokens)
+
+    def _plan(self, rules: Sequence[Rule]) -> CellPlan:
+        cells = tuple(self._cell(rule) for rule in rules)
+        charged = tuple(cell for cell in cells if not cell.requests)
+        return CellPlan(cells, tuple(rules), charged, tuple(cell.rule for cell in charged))
+
+    def _cell(self, rule: Rule) -> Cell:
+        cell = self._cells.get(rule.key)
+        if cell is None:
+            cell = self._cells[rule.key] = Cell(rule)
+        return cell
+
+    def _check(self, plan: CellPlan, tokens: int) -> Grant:
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
         now = int(self._clock() * US)
         self._checks += 1
         if self._checks % self._SWEEP_EVERY == 0:
-            self._tats = {k: t for k, t in self._tats.items() if t > now}
-        cells = self._tats
+            self._sweep(now)
+            plan = self._plan(plan.rules)  # its cells may have been swept
         after: list[int] = []
-        charged: list[Rule] = []
-        for rule in rules:  # written out (no calls): this runs for every request
-            tat = cells.get(rule.key, now)
+        for cell in plan.cells:  # written out (no calls): this runs for every request
+            tat = cell.tat
             if tat < now:
                 tat = now
-            window = rule.window_us
-            if rule.requests:
-                tat += rule.request_cost
+            window = cell.window_us
+            if cell.requests:
+                tat += cell.request_cost
             else:
-                tat += -(-tokens * window // rule.limit) if rule.limit > 0 else window + 1
-                charged.append(rule)
+                tat += -(-tokens * window // cell.limit) if cell.limit > 0 else window + 1
             if tat - now > window:
-                return self._refuse(rules, tokens, now)
+                return self._refuse(plan, tokens, now)
             after.append(tat)
-        for rule, tat in zip(rules, after, strict=True):
-            cells[rule.key] = tat
-        return Grant(grant_headers(rules, now, after), Ticket(tuple(charged), tokens, "local"))
+        for cell, tat in zip(plan.cells, after, strict=True):
+            cell.tat = tat
+        headers = grant_headers(plan.cells, now, after)
+        return Grant(headers, Ticket(plan.charged_rules, tokens, "local", plan.charged))
 
-    def _refuse(self, rules: Sequence[Rule], tokens: int, now: int) -> Grant:
+    def _sweep(self, now: int) -> None:
+        """Drop the cells back at their full allowance (and the plans holding them)."""
+        for key, cell in list(self._cells.items()):
+            if cell.tat <= now:
+                cell.live = False
+                del self._cells[key]
+        self._plans.clear()
+
+    def _refuse(self, plan: CellPlan, tokens: int, now: int) -> Grant:
         """Raises RateLimitExceeded for the state as found (nothing was charged)."""
-        tats = [max(self._tats.get(rule.key, now), now) for rule in rules]
+        rules = plan.rules
+        tats = [max(cell.tat, now) for cell in plan.cells]
         return decide(rules, amounts(rules, tokens), now, tats, False, "local", self._metrics)
 
     async def settle(self, ticket: Ticket, tokens: int) -> None:
@@ -330,15 +404,15 @@ class LocalRateLimiter:
         if tokens == ticket.tokens or not ticket.rules:
             return
         now = int(self._clock() * US)
-        cells, estimate = self._tats, ticket.tokens
-        for rule in ticket.rules:  # written out (no calls): this runs for every request
-            window, limit = rule.window_us, rule.limit
+        estimate = ticket.tokens
+        # A ticket of another engine (Redis away) names its rules; a local one its cells.
+        cells = ticket.cells or tuple(self._cell(rule) for rule in ticket.rules)
+        for cell in cells:  # written out (no calls): this runs for every request
+            if not cell.live:
+                cell = self._cell(cell.rule)
+            window, limit = cell.window_us, cell.limit
             if limit <= 0:
                 continue  # nothing was admitted on it
             delta = -(-tokens * window // limit) - -(-estimate * window // limit)
-            tat = cells.get(rule.key, now)
-            tat = (tat if tat > now else now) + delta if delta > 0 else tat + delta
-            if tat > now:
-                cells[rule.key] = tat
-            else:
-                cells.pop(rule.key, None)
+            tat = cell.tat
+            cell.tat = (tat if tat > now else now) + delta if delta > 0 else tat + delta
