@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 RETRY_MIN = 0.5  # seconds between attempts while the database is down, doubling
 RETRY_MAX = 15.0
 WRITE_TIMEOUT = 30.0  # a batch that takes longer is treated as a failure (and retried)
+# Seconds from the end of one batch write to the next while fewer than PACE_BATCH records
+# came during it. Without it a busy writer wrote back to back whatever arrived during the
+# last write, 2-3 records a batch at one client: each batch costs the event loop, the
+# feeding thread and the database a share of their own.
+FLUSH_PACE = 0.01
+PACE_BATCH = 16
 
 
 class LedgerWriter:
@@ -63,6 +69,7 @@ class LedgerWriter:
         self._retry_delay = RETRY_MIN
         self.up = True
         self.counts = {"written": 0, "duplicate": 0, "spooled": 0, "dropped": 0}
+        self.batches = 0  # written to the database
         self.failures = 0
 
     # -- hot path -------------------------------------------------------------------------
@@ -115,30 +122,43 @@ class LedgerWriter:
     # -- the worker -----------------------------------------------------------------------
 
     async def _run(self) -> None:
+        timeout = self.flush_interval
         while not self._stopping:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+            if timeout:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
             await self._cycle()
+            timeout = self._next_wait()
         await self._cycle(final=True)
+
+    def _next_wait(self) -> float:
+        """Seconds until the next cycle: records that arrived during a write are written
+        at once when they make a batch of PACE_BATCH, else FLUSH_PACE later (or once a full
+        batch waits), together, not as a small batch of their own right after it."""
+        pending = len(self._pending)
+        if not pending or not self.up:
+            return self.flush_interval
+        return 0.0 if pending >= PACE_BATCH else min(FLUSH_PACE, self.flush_interval)
 
     async def _cycle(self, *, final: bool = False) -> None:
         if not self._pending and not (self.spool and self.spool.size) and not self._migrate:
             return
-        if (final or time.monotonic() >= self._retry_at) and await self._flush():
+        if (final or time.monotonic() >= self._retry_at) and await self._flush(drain=final):
             return
         if final or len(self._pending) * 2 >= self.bound:
             await self._spill(final=final)
 
-    async def _flush(self) -> bool:
-        """Write the spool, then the buffer; False when the database failed."""
+    async def _flush(self, *, drain: bool) -> bool:
+        """Write the spool, then the buffer (``_write_pending``); False when the database
+        failed."""
         try:
             if self._migrate is not None:
                 await self._migrate()
                 self._migrate = None
             if self.spool is not None and self.spool.size:
                 await self._replay(self.spool)
-            await self._write_pending(0)
+            await self._write_pending(0, drain=drain)
         except Exception as exc:  # any database or network failure: keep the records
             self._down(exc)
             return False
@@ -160,16 +180,23 @@ class LedgerWriter:
             # A long replay must not starve new records into the buffer's bound.
             await self._write_pending(self.batch_size)
 
-    async def _write_pending(self, keep: int) -> None:
-        """Write buffered records in batches until at most ``keep`` are left."""
-        while len(self._pending) > keep:
-            batch = list(islice(self._pending, self.batch_size))
+    async def _write_pending(self, keep: int, *, drain: bool = True) -> None:
+        """Write buffered records in batches until at most ``keep`` are left. Without
+        ``drain``, only those buffered when it starts: records arriving meanwhile wait for
+        the next cycle."""
+        due = len(self._pending) - keep
+        while len(self._pending) > keep and (drain or due > 0):
+            batch = list(
+                islice(self._pending, self.batch_size if drain else min(due, self.batch_size))
+            )
             await self._write(batch)
             for _ in batch:
                 self._pending.popleft()
+            due -= len(batch)
 
     async def _write(self, batch: list[LedgerRecord]) -> None:
         inserted = await asyncio.wait_for(self.store.write(batch), WRITE_TIMEOUT)
+        self.batches += 1
         self.counts["written"] += inserted
         self.counts["duplicate"] += len(batch) - inserted
 
@@ -238,6 +265,9 @@ class LedgerWriter:
         yield records
         yield CounterMetricFamily(
             "lockgate_ledger_write_failures", "Failed ledger batch writes.", value=self.failures
+        )
+        yield CounterMetricFamily(
+            "lockgate_ledger_batches", "Ledger batches written.", value=self.batches
         )
         yield GaugeMetricFamily(
             "lockgate_ledger_pending_records", "Records buffered in memory.", value=self.pending
