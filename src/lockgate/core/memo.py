@@ -35,6 +35,9 @@ class ByIdentity(Generic[V]):
         self._seen[key] = (obj, value)
         return value
 
+    def clear(self) -> None:
+        self._seen.clear()
+
 
 class UniqueIds:
     """Ids unique across processes and replicas, cheaply: a random prefix drawn once, then

@@ -286,18 +286,12 @@ class LocalBudgets:
         self._ops += 1
         if self._ops % self._SWEEP_EVERY == 0:
             self._sweep(now)
-        counters = self._counters
-        opened = []
-        for hold in holds:  # written out (no calls on the usual path): every request
-            c = counters.get(hold.key)
-            if c is None or hold.floor > c.spent:
-                c = self._open(hold)
-            limit = hold.budget.limit
-            if c.spent >= limit or c.spent + c.reserved + max_cost > limit:
+        opened = [self._open(hold) for hold in holds]
+        for hold, c in zip(holds, opened, strict=True):
+            if c.no_room(hold.budget.limit, max_cost):
                 c.expire(now)  # lost reservations may be holding the room
-                if c.no_room(limit, max_cost):
+                if c.no_room(hold.budget.limit, max_cost):
                     raise refusal(hold, c.spent, c.reserved, max_cost, self._metrics)
-            opened.append(c)
         rid, expiry = next(self._ids), now + self.reservation_ttl
         hold_of = (max_cost, expiry)
         for c in opened:
@@ -314,11 +308,9 @@ class LocalBudgets:
         if cost < 0:
             raise ValueError(f"cost must be >= 0, got {cost}")
         alerts: list[BudgetAlert] = []
-        rid, counters = reservation.id, self._counters
+        rid = reservation.id
         for hold in reservation.holds:
-            c = counters.get(hold.key)
-            if c is None or hold.floor > c.spent:
-                c = self._open(hold)
+            c = self._open(hold)
             held = c.held.pop(rid, None)
             if held is not None:
                 c.reserved -= held[0]

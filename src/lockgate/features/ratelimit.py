@@ -283,12 +283,12 @@ class Cell:
     """One GCRA cell of this process: its TAT and its rule's figures, in one object, so
     that a check touches one object per limit."""
 
-    __slots__ = ("key", "limit", "limit_text", "live", "request_cost", "requests", "rule",
-                 "tat", "unit", "window_us")  # fmt: skip
+    __slots__ = ("limit", "limit_text", "live", "request_cost", "requests", "rule", "tat",
+                 "unit", "window_us")  # fmt: skip
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
-        self.key, self.unit, self.limit = rule.key, rule.unit, rule.limit
+        self.unit, self.limit = rule.unit, rule.limit
         self.window_us, self.limit_text = rule.window_us, rule.limit_text
         self.requests, self.request_cost = rule.requests, rule.request_cost
         self.tat = 0  # at its full allowance
@@ -307,9 +307,8 @@ class CellPlan(NamedTuple):
 class LocalRateLimiter:
     """The cells in this process's memory: exact for one replica, per replica for many."""
 
-    __slots__ = ("_cells", "_checks", "_clock", "_metrics", "_plans")
+    __slots__ = ("_cells", "_checks", "_clock", "_metrics", "_plan_of", "_plans")
     _SWEEP_EVERY = 4096  # checks between drops of cells back at their full allowance
-    _MAX_PLANS = 10_000
 
     def __init__(
         self,
@@ -318,8 +317,8 @@ class LocalRateLimiter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cells: dict[str, Cell] = {}
-        # (id of a principal's limits, model) -> (those limits, their plan)
-        self._plans: dict[tuple[int, str | None], tuple[object, CellPlan]] = {}
+        self._plans: ByIdentity[CellPlan] = ByIdentity()  # per principal's limits and model
+        self._plan_of = self._selected  # bound once, not per request
         self._metrics = metrics
         self._clock = clock
         self._checks = 0
@@ -331,18 +330,14 @@ class LocalRateLimiter:
 
     def check_limits(self, limits: Iterable[RateLimit], model: str | None, tokens: int) -> Grant:
         """``check`` without suspending: in-process cells answer at once."""
-        found = self._plans.get((id(limits), model))
-        if found is not None and found[0] is limits:
-            return self._check(found[1], tokens)
-        if len(self._plans) >= self._MAX_PLANS:
-            self._plans.clear()
-        plan = self._plan(select(limits, model))
-        self._plans[(id(limits), model)] = (limits, plan)
-        return self._check(plan, tokens)
+        return self._check(self._plans.get(limits, model, self._plan_of), tokens)
 
     def check_now(self, rules: Sequence[Rule], tokens: int) -> Grant:
         """Check ``rules`` (Redis's fail-open path: no plan is kept)."""
         return self._check(self._plan(rules), tokens)
+
+    def _selected(self, limits: Iterable[RateLimit], model: str | None) -> CellPlan:
+        return self._plan(select(limits, model))
 
     def _plan(self, rules: Sequence[Rule]) -> CellPlan:
         cells = tuple(self._cell(rule) for rule in rules)
@@ -371,7 +366,7 @@ class LocalRateLimiter:
             window = cell.window_us
             if cell.requests:
                 tat += cell.request_cost
-            else:
+            else:  # Rule.cost_us(tokens), written out: this runs for every request
                 tat += -(-tokens * window // cell.limit) if cell.limit > 0 else window + 1
             if tat - now > window:
                 return self._refuse(plan, tokens, now)
@@ -407,12 +402,9 @@ class LocalRateLimiter:
         estimate = ticket.tokens
         # A ticket of another engine (Redis away) names its rules; a local one its cells.
         cells = ticket.cells or tuple(self._cell(rule) for rule in ticket.rules)
-        for cell in cells:  # written out (no calls): this runs for every request
+        for cell in cells:
             if not cell.live:
                 cell = self._cell(cell.rule)
-            window, limit = cell.window_us, cell.limit
-            if limit <= 0:
-                continue  # nothing was admitted on it
-            delta = -(-tokens * window // limit) - -(-estimate * window // limit)
+            delta = cell.rule.cost_us(tokens) - cell.rule.cost_us(estimate)
             tat = cell.tat
             cell.tat = (tat if tat > now else now) + delta if delta > 0 else tat + delta

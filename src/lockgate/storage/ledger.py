@@ -185,14 +185,12 @@ class LedgerWriter:
         ``drain``, only those buffered when it starts: records arriving meanwhile wait for
         the next cycle."""
         due = len(self._pending) - keep
-        while len(self._pending) > keep and (drain or due > 0):
-            batch = list(
-                islice(self._pending, self.batch_size if drain else min(due, self.batch_size))
-            )
+        while due > 0:
+            batch = list(islice(self._pending, min(due, self.batch_size)))
             await self._write(batch)
             for _ in batch:
                 self._pending.popleft()
-            due -= len(batch)
+            due = len(self._pending) - keep if drain else due - len(batch)
 
     async def _write(self, batch: list[LedgerRecord]) -> None:
         inserted = await asyncio.wait_for(self.store.write(batch), WRITE_TIMEOUT)
