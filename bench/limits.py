@@ -98,34 +98,19 @@ async def run(args: argparse.Namespace) -> str:
     rows = []
     local = LocalRateLimiter()
     local_budgets = LocalBudgets()
-    rows.append(
-        row("rate limits: check, in process", await timed(lambda: check_only(local), args.n))
-    )
-    rows.append(
-        row(
-            "rate limits: check + settle, in process",
-            await timed(lambda: rate_check(local), args.n),
-        )
-    )
-    rows.append(
-        row(
-            "budgets: reserve + settle, in process",
-            await timed(lambda: budget_cycle(local_budgets), args.n),
-        )
-    )
     cold = max(500, args.n // 10)
-    rows.append(
-        row(
-            "rate limits: check + settle, in process, cold caches",
-            await timed(lambda: rate_check(local), cold, cold=True),
-        )
-    )
-    rows.append(
-        row(
-            "budgets: reserve + settle, in process, cold caches",
-            await timed(lambda: budget_cycle(local_budgets), cold, cold=True),
-        )
-    )
+    in_process: list[tuple[str, Callable[[], Awaitable[object]], int, bool]] = [
+        ("rate limits: check, in process", lambda: check_only(local), args.n, False),
+        ("rate limits: check + settle, in process", lambda: rate_check(local), args.n, False),
+        ("budgets: reserve + settle, in process", lambda: budget_cycle(local_budgets), args.n,
+         False),
+        ("rate limits: check + settle, in process, cold caches", lambda: rate_check(local),
+         cold, True),
+        ("budgets: reserve + settle, in process, cold caches",
+         lambda: budget_cycle(local_budgets), cold, True),
+    ]  # fmt: skip
+    for name, call, n, evicted in in_process:
+        rows.append(row(name, await timed(call, n, cold=evicted)))
     prefix = f"lgbench:{os.urandom(6).hex()}:"
     shared = SharedRedis(RedisConfig.model_validate({"url": args.redis, "prefix": prefix}))
     throughput = ""
@@ -137,25 +122,17 @@ async def run(args: argparse.Namespace) -> str:
         credited = RedisRateLimiter(shared, tasks=tasks)
         leased = RedisBudgets(shared, tasks=tasks)
         n = max(1000, args.n // 4)
-        rows.append(row("rate limits: check, Redis", await timed(lambda: check_only(redis), n)))
-        rows.append(
-            row("rate limits: check + settle, Redis", await timed(lambda: rate_check(redis), n))
-        )
-        rows.append(
-            row("budgets: reserve + settle, Redis", await timed(lambda: budget_cycle(budgets), n))
-        )
-        rows.append(
-            row(
-                "rate limits: check + settle, Redis with credit",
-                await timed(lambda: rate_check(credited), args.n),
-            )
-        )
-        rows.append(
-            row(
-                "budgets: reserve + settle, Redis on a lease",
-                await timed(lambda: budget_cycle(leased), args.n),
-            )
-        )
+        shared_rows: list[tuple[str, Callable[[], Awaitable[object]], int]] = [
+            ("rate limits: check, Redis", lambda: check_only(redis), n),
+            ("rate limits: check + settle, Redis", lambda: rate_check(redis), n),
+            ("budgets: reserve + settle, Redis", lambda: budget_cycle(budgets), n),
+            ("rate limits: check + settle, Redis with credit", lambda: rate_check(credited),
+             args.n),
+            ("budgets: reserve + settle, Redis on a lease", lambda: budget_cycle(leased),
+             args.n),
+        ]  # fmt: skip
+        for name, call, count in shared_rows:
+            rows.append(row(name, await timed(call, count)))
         await credited.close()
         await leased.close()
         ping = await timed(shared.client.ping, n)
