@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import openai
+import pytest
 
 from tests.conftest import Gateway, GatewayFactory, SimFactory
 from tests.governance.helpers import (
@@ -47,6 +48,29 @@ async def test_key_rpm_refuses_with_openai_headers(
     assert int(limited.response.headers["retry-after"]) >= 1
     assert limited.response.headers["x-ratelimit-remaining-requests"] == "0"
     assert "reset" in " ".join(limited.response.headers)
+    assert sum(sim.counts.values()) == 2
+
+
+async def test_a_changed_limit_applies_to_the_next_request(
+    make_gateway: GatewayFactory, make_sim: SimFactory, tmp_path: Path
+) -> None:
+    """The key's cells are in use when the admin lowers its limit: the next request is
+    counted by the new figure, from the same state (GCRA's: the time the key's requests
+    have taken, here 6 s of a minute)."""
+    sim = await make_sim()
+    gw = await make_gateway(models(sim, "gpt-4o-mini"), sections={"database": sqlite(tmp_path)})
+    key, key_id = await new_key(gw)
+    await admin(gw, "PUT", f"/admin/keys/{key_id}/limits", {"rpm": 10})
+    async with gw.client(api_key=key) as client:
+        chat = client.chat.completions.with_raw_response
+        raw = await chat.create(model="gpt-4o-mini", messages=HELLO)
+        assert raw.headers["x-ratelimit-remaining-requests"] == "9"
+        await admin(gw, "PUT", f"/admin/keys/{key_id}/limits", {"rpm": 2})
+        raw = await chat.create(model="gpt-4o-mini", messages=HELLO)  # 6 s + 30 s taken
+        assert raw.headers["x-ratelimit-limit-requests"] == "2"
+        assert raw.headers["x-ratelimit-remaining-requests"] == "0"
+        with pytest.raises(openai.RateLimitError, match="Limit 2"):
+            await client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
     assert sum(sim.counts.values()) == 2
 
 

@@ -202,7 +202,7 @@ def alerted(hold: Hold, threshold: str, spent: int, metrics: LimitMetrics | None
 
 
 @dataclass(slots=True)
-class _Counters:
+class Counters:
     """One scope's counters for one period."""
 
     keep_until: float | None
@@ -243,23 +243,25 @@ class LocalBudgets:
         clock: Callable[[], float] = time.time,
         reservation_ttl: float = DEFAULT_RESERVATION_TTL,
     ) -> None:
-        self._counters: dict[str, _Counters] = {}
+        self._counters: dict[str, Counters] = {}
         self._plans = Plans()
         self._metrics = metrics
-        self._clock = clock
+        self.clock = clock
         self.reservation_ttl = reservation_ttl
         self._ops = 0
         self._ids = itertools.count(1)  # reservations here are only ever seen here
+        self.generation = 0  # sweeps so far: counters opened before one may be stale
 
-    def _open(self, hold: Hold) -> _Counters:
+    def _open(self, hold: Hold) -> Counters:
         counters = self._counters.get(hold.key)
         if counters is None:
-            counters = self._counters[hold.key] = _Counters(hold.keep_until())
+            counters = self._counters[hold.key] = Counters(hold.keep_until())
         if hold.floor > counters.spent:
             counters.spent = hold.floor
         return counters
 
-    def _sweep(self, now: float) -> None:
+    def sweep(self, now: float) -> None:
+        """Drop finished periods' counters, release expired reservations."""
         self._counters = {
             key: c
             for key, c in self._counters.items()
@@ -267,13 +269,34 @@ class LocalBudgets:
         }
         for c in self._counters.values():
             c.expire(now)
+        self.generation += 1
+
+    def counters_for(
+        self, budgets: Iterable[Budget], now: float
+    ) -> tuple[tuple[Hold, ...], tuple[Counters, ...]]:
+        """The holds of a request at ``now`` and their counters, opened, valid for the
+        UTC day and until ``generation`` moves."""
+        holds = tuple(self._plans(budgets, now))
+        return holds, tuple(self._open(hold) for hold in holds)
+
+    def hold(self, counters: Iterable[Counters], amount: int, now: float) -> int:
+        """Reserve ``amount`` on every counter (already found to have room): the
+        reservation's id."""
+        rid, expiry = next(self._ids), now + self.reservation_ttl
+        hold_of = (amount, expiry)
+        for c in counters:
+            c.reserved += amount
+            c.held[rid] = hold_of
+            if expiry < c.next_expiry:
+                c.next_expiry = expiry
+        return rid
 
     async def reserve(self, budgets: Iterable[Budget], max_cost: int) -> Reservation:
         return self.reserve_budgets(budgets, max_cost)
 
     def reserve_budgets(self, budgets: Iterable[Budget], max_cost: int) -> Reservation:
         """``reserve`` without suspending: in-process counters answer at once."""
-        now = self._clock()
+        now = self.clock()
         return self.reserve_now(self._plans(budgets, now), max_cost, now)
 
     def reserve_now(
@@ -282,24 +305,17 @@ class LocalBudgets:
         if max_cost < 0:
             raise ValueError(f"max_cost must be >= 0, got {max_cost}")
         if now is None:
-            now = self._clock()
+            now = self.clock()
         self._ops += 1
         if self._ops % self._SWEEP_EVERY == 0:
-            self._sweep(now)
+            self.sweep(now)
         opened = [self._open(hold) for hold in holds]
         for hold, c in zip(holds, opened, strict=True):
             if c.no_room(hold.budget.limit, max_cost):
                 c.expire(now)  # lost reservations may be holding the room
                 if c.no_room(hold.budget.limit, max_cost):
                     raise refusal(hold, c.spent, c.reserved, max_cost, self._metrics)
-        rid, expiry = next(self._ids), now + self.reservation_ttl
-        hold_of = (max_cost, expiry)
-        for c in opened:
-            c.reserved += max_cost
-            c.held[rid] = hold_of
-            if expiry < c.next_expiry:
-                c.next_expiry = expiry
-        return Reservation(rid, max_cost, tuple(holds), "local")
+        return Reservation(self.hold(opened, max_cost, now), max_cost, tuple(holds), "local")
 
     async def settle(self, reservation: Reservation, cost: int) -> list[BudgetAlert]:
         return self.settle_now(reservation, cost)
@@ -307,10 +323,15 @@ class LocalBudgets:
     def settle_now(self, reservation: Reservation, cost: int) -> list[BudgetAlert]:
         if cost < 0:
             raise ValueError(f"cost must be >= 0, got {cost}")
+        holds = reservation.holds
+        return self.release(holds, [self._open(hold) for hold in holds], reservation.id, cost)
+
+    def release(
+        self, holds: Sequence[Hold], counters: Sequence[Counters], rid: str | int, cost: int
+    ) -> list[BudgetAlert]:
+        """Settle reservation ``rid`` on its holds' counters with the real ``cost``."""
         alerts: list[BudgetAlert] = []
-        rid = reservation.id
-        for hold in reservation.holds:
-            c = self._open(hold)
+        for hold, c in zip(holds, counters, strict=True):
             held = c.held.pop(rid, None)
             if held is not None:
                 c.reserved -= held[0]
@@ -323,7 +344,7 @@ class LocalBudgets:
 
     def usage(self, budget: Budget) -> tuple[int, int]:
         """(spent, reserved) of ``budget`` in the current period: for tests and admin."""
-        now = self._clock()
+        now = self.clock()
         c = self._open(plan([budget], now)[0])
         c.expire(now)
         return c.spent, c.reserved

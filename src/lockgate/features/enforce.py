@@ -22,6 +22,7 @@ from lockgate.core.router import ModelGroup
 from lockgate.core.tasks import TaskTracker
 from lockgate.core.types import JSON, Principal, RequestContext, Usage
 from lockgate.features.budgets import Budget, BudgetEngine, LocalBudgets, Reservation
+from lockgate.features.local_admit import LocalAdmission
 from lockgate.features.ratelimit import Grant, LocalRateLimiter, RateLimit, RateLimiter, Ticket
 
 log = logging.getLogger("lockgate.limits")
@@ -86,8 +87,8 @@ class Governor:
         # Per model group: its first deployment's flat prices (or None: quote each time).
         self._rates: dict[ModelGroup, tuple[int, int] | None] = {}
         # In-process engines answer at once: admitted and settled without awaiting.
-        self._local: tuple[LocalRateLimiter, LocalBudgets] | None = (
-            (limiter, budgets)
+        self._local: LocalAdmission | None = (
+            LocalAdmission(limiter, budgets)
             if isinstance(limiter, LocalRateLimiter) and isinstance(budgets, LocalBudgets)
             else None
         )
@@ -114,7 +115,8 @@ class Governor:
             return None
         prompt, output = input_tokens(body), output_tokens(body)
         if self._local is not None:
-            return self._admit_now(ctx, principal, group, prompt, output)
+            max_cost = self._max_cost(group, prompt, output) if principal.budgets else 0
+            return self._local.admit(ctx, principal, group.name, prompt + output, max_cost)
         if self._instant is not None:
             instant = await self._admit_instant(ctx, principal, group, prompt, output)
             if instant is not None:
@@ -186,27 +188,6 @@ class Governor:
         ctx.limit_headers = checked.headers
         return checked.ticket, reserved
 
-    def _admit_now(
-        self, ctx: RequestContext, principal: Principal, group: ModelGroup, prompt: int, output: int
-    ) -> Finish:
-        assert self._local is not None
-        limiter, budgets = self._local
-        ticket: Ticket | None = None
-        if principal.limits:
-            grant = limiter.check_limits(principal.limits, group.name, prompt + output)
-            ctx.limit_headers = grant.headers
-            ticket = grant.ticket
-        reservation: Reservation | None = None
-        if principal.budgets:
-            try:
-                max_cost = self._max_cost(group, prompt, output)
-                reservation = budgets.reserve_budgets(principal.budgets, max_cost)
-            except BaseException:
-                if ticket is not None:  # refused: give the estimated tokens back
-                    self._settle_now(ctx, ticket, None, refused=True)
-                raise
-        return lambda: self._settle_now(ctx, ticket, reservation, False)
-
     def _max_cost(self, group: ModelGroup, prompt: int, output: int) -> int:
         """The most a request may cost: its tokens at the group's first deployment's prices
         (quoted, not counted as spent)."""
@@ -251,23 +232,6 @@ class Governor:
         refused: bool = False,
     ) -> None:
         self.tasks.spawn(self._settle(ctx, ticket, reservation, refused), name="limits:settle")
-
-    def _settle_now(
-        self,
-        ctx: RequestContext,
-        ticket: Ticket | None,
-        reservation: Reservation | None,
-        refused: bool,
-    ) -> None:
-        assert self._local is not None
-        limiter, budgets = self._local
-        try:
-            if ticket is not None:
-                limiter.settle_now(ticket, _tokens(ctx, refused))
-            if reservation is not None:
-                budgets.settle_now(reservation, max(0, ctx.cost or 0))
-        except Exception:
-            log.exception("settling a request's limits and budget failed")
 
     async def _settle(
         self,

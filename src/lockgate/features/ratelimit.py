@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, NoReturn, Protocol
 from urllib.parse import quote
 
 from lockgate.core.errors import RateLimitExceeded
@@ -238,35 +238,46 @@ def grant_headers(
     rules: Sequence[Figures], now: int, tats: Sequence[int], skip_unit: str | None = None
 ) -> dict[str, str]:
     """OpenAI's headers, per unit for the limit closest to running out (on a tie, the
-    smaller limit). Runs for every admitted request, hence written out flat."""
-    req: tuple[int, Figures, int] | None = None  # remaining, rule, TAT
-    tok: tuple[int, Figures, int] | None = None
-    for rule, tat in zip(rules, tats, strict=True):
-        if rule.unit == skip_unit:
+    smaller limit). Runs for every admitted request, hence written out flat: no tuples,
+    one dict built at once."""
+    req: Figures | None = None  # the requests limit closest to running out, its units
+    tok: Figures | None = None  # left and its TAT; the same for tokens
+    req_left = tok_left = req_tat = tok_tat = 0
+    for i, rule in enumerate(rules):
+        if skip_unit is not None and rule.unit == skip_unit:
             continue
-        limit, window = rule.limit, rule.window_us  # units that could still be admitted now:
-        room = now + window - (tat if tat > now else now)
-        remaining = room * limit // window if room > 0 else 0
-        if remaining > limit:
-            remaining = limit
-        best = req if rule.requests else tok
-        if best is None or remaining < best[0] or (remaining == best[0] and limit < best[1].limit):
-            if rule.requests:
-                req = (remaining, rule, tat)
-            else:
-                tok = (remaining, rule, tat)
-    headers: dict[str, str] = {}
-    if req is not None:
-        remaining, rule, tat = req
-        headers["x-ratelimit-limit-requests"] = rule.limit_text
-        headers["x-ratelimit-remaining-requests"] = str(remaining)
-        headers["x-ratelimit-reset-requests"] = reset_text(tat - now)
-    if tok is not None:
-        remaining, rule, tat = tok
-        headers["x-ratelimit-limit-tokens"] = rule.limit_text
-        headers["x-ratelimit-remaining-tokens"] = str(remaining)
-        headers["x-ratelimit-reset-tokens"] = reset_text(tat - now)
-    return headers
+        tat, limit, window = tats[i], rule.limit, rule.window_us
+        room = now + window - (tat if tat > now else now)  # units admitted now, at most:
+        left = room * limit // window if room > 0 else 0
+        if left > limit:
+            left = limit
+        if rule.requests:
+            if req is None or left < req_left or (left == req_left and limit < req.limit):
+                req, req_left, req_tat = rule, left, tat
+        elif tok is None or left < tok_left or (left == tok_left and limit < tok.limit):
+            tok, tok_left, tok_tat = rule, left, tat
+    if tok is None:
+        if req is None:
+            return {}
+        return {
+            "x-ratelimit-limit-requests": req.limit_text,
+            "x-ratelimit-remaining-requests": str(req_left),
+            "x-ratelimit-reset-requests": reset_text(req_tat - now),
+        }
+    if req is None:
+        return {
+            "x-ratelimit-limit-tokens": tok.limit_text,
+            "x-ratelimit-remaining-tokens": str(tok_left),
+            "x-ratelimit-reset-tokens": reset_text(tok_tat - now),
+        }
+    return {
+        "x-ratelimit-limit-requests": req.limit_text,
+        "x-ratelimit-remaining-requests": str(req_left),
+        "x-ratelimit-reset-requests": reset_text(req_tat - now),
+        "x-ratelimit-limit-tokens": tok.limit_text,
+        "x-ratelimit-remaining-tokens": str(tok_left),
+        "x-ratelimit-reset-tokens": reset_text(tok_tat - now),
+    }
 
 
 # "0s", "1ms" ... "999ms": a large limit's reset is a few milliseconds away, every request.
@@ -279,6 +290,26 @@ def reset_text(us: int) -> str:
     return _RESETS[ms] if ms < 1000 else openai_duration_ms(ms)
 
 
+def charge(cells: Sequence[Cell], tokens: int, now: int) -> list[int] | None:
+    """The cells' TATs after admitting a request of ``tokens`` at ``now``, or None when
+    one refuses it (GCRA; nothing is changed). Written out, without calls: it runs for
+    every request."""
+    after: list[int] = []
+    for cell in cells:
+        tat = cell.tat
+        if tat < now:
+            tat = now
+        window = cell.window_us
+        if cell.requests:
+            tat += cell.request_cost
+        else:  # Rule.cost_us(tokens), written out
+            tat += -(-tokens * window // cell.limit) if cell.limit > 0 else window + 1
+        if tat - now > window:
+            return None
+        after.append(tat)
+    return after
+
+
 class Cell:
     """One GCRA cell of this process: its TAT and its rule's figures, in one object, so
     that a check touches one object per limit."""
@@ -287,12 +318,16 @@ class Cell:
                  "unit", "window_us")  # fmt: skip
 
     def __init__(self, rule: Rule) -> None:
+        self.tat = 0  # at its full allowance
+        self.live = True  # False once swept: a ticket holding it finds the new one by key
+        self.take(rule)
+
+    def take(self, rule: Rule) -> None:
+        """Count by ``rule``'s figures (a changed limit applies at once, on the same TAT)."""
         self.rule = rule
         self.unit, self.limit = rule.unit, rule.limit
         self.window_us, self.limit_text = rule.window_us, rule.limit_text
         self.requests, self.request_cost = rule.requests, rule.request_cost
-        self.tat = 0  # at its full allowance
-        self.live = True  # False once swept: a ticket holding it finds the new one by key
 
 
 class CellPlan(NamedTuple):
@@ -307,7 +342,7 @@ class CellPlan(NamedTuple):
 class LocalRateLimiter:
     """The cells in this process's memory: exact for one replica, per replica for many."""
 
-    __slots__ = ("_cells", "_checks", "_clock", "_metrics", "_plan_of", "_plans")
+    __slots__ = ("_cells", "_checks", "_metrics", "_plan_of", "_plans", "clock", "generation")
     _SWEEP_EVERY = 4096  # checks between drops of cells back at their full allowance
 
     def __init__(
@@ -320,8 +355,9 @@ class LocalRateLimiter:
         self._plans: ByIdentity[CellPlan] = ByIdentity()  # per principal's limits and model
         self._plan_of = self._selected  # bound once, not per request
         self._metrics = metrics
-        self._clock = clock
+        self.clock = clock
         self._checks = 0
+        self.generation = 0  # sweeps so far: plans taken before the last one are stale
 
     async def check(
         self, limits: Iterable[RateLimit], *, model: str | None = None, tokens: int = 0
@@ -348,47 +384,47 @@ class LocalRateLimiter:
         cell = self._cells.get(rule.key)
         if cell is None:
             cell = self._cells[rule.key] = Cell(rule)
+        elif cell.rule != rule:  # the limit was changed since the cell was made
+            cell.take(rule)
         return cell
 
     def _check(self, plan: CellPlan, tokens: int) -> Grant:
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
-        now = int(self._clock() * US)
+        now = int(self.clock() * US)
         self._checks += 1
         if self._checks % self._SWEEP_EVERY == 0:
-            self._sweep(now)
+            self.sweep(now)
             plan = self._plan(plan.rules)  # its cells may have been swept
-        after: list[int] = []
-        for cell in plan.cells:  # written out (no calls): this runs for every request
-            tat = cell.tat
-            if tat < now:
-                tat = now
-            window = cell.window_us
-            if cell.requests:
-                tat += cell.request_cost
-            else:  # Rule.cost_us(tokens), written out: this runs for every request
-                tat += -(-tokens * window // cell.limit) if cell.limit > 0 else window + 1
-            if tat - now > window:
-                return self._refuse(plan, tokens, now)
-            after.append(tat)
+        after = charge(plan.cells, tokens, now)
+        if after is None:
+            self.refuse(plan, tokens, now)
         for cell, tat in zip(plan.cells, after, strict=True):
             cell.tat = tat
         headers = grant_headers(plan.cells, now, after)
         return Grant(headers, Ticket(plan.charged_rules, tokens, "local", plan.charged))
 
-    def _sweep(self, now: int) -> None:
-        """Drop the cells back at their full allowance (and the plans holding them)."""
+    def sweep(self, now: int) -> None:
+        """Drop the cells back at their full allowance (and the plans holding them): a
+        holder of a plan checks ``generation`` and asks for a new one when it moved."""
         for key, cell in list(self._cells.items()):
             if cell.tat <= now:
                 cell.live = False
                 del self._cells[key]
         self._plans.clear()
+        self.generation += 1
 
-    def _refuse(self, plan: CellPlan, tokens: int, now: int) -> Grant:
-        """Raises RateLimitExceeded for the state as found (nothing was charged)."""
+    def plan_for(self, limits: Iterable[RateLimit], model: str | None) -> CellPlan:
+        """The cells a request for ``model`` counts against, valid until ``generation``
+        moves."""
+        return self._plans.get(limits, model, self._plan_of)
+
+    def refuse(self, plan: CellPlan, tokens: int, now: int) -> NoReturn:
+        """Raise RateLimitExceeded for the state as found (nothing was charged)."""
         rules = plan.rules
         tats = [max(cell.tat, now) for cell in plan.cells]
-        return decide(rules, amounts(rules, tokens), now, tats, False, "local", self._metrics)
+        decide(rules, amounts(rules, tokens), now, tats, False, "local", self._metrics)
+        raise RuntimeError("refused without a refusing limit")  # decide raised
 
     async def settle(self, ticket: Ticket, tokens: int) -> None:
         self.settle_now(ticket, tokens)
@@ -398,13 +434,21 @@ class LocalRateLimiter:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
         if tokens == ticket.tokens or not ticket.rules:
             return
-        now = int(self._clock() * US)
-        estimate = ticket.tokens
         # A ticket of another engine (Redis away) names its rules; a local one its cells.
         cells = ticket.cells or tuple(self._cell(rule) for rule in ticket.rules)
+        self.correct(cells, ticket.tokens, tokens)
+
+    def correct(self, cells: Iterable[Cell], estimate: int, tokens: int) -> None:
+        """Move token cells charged ``estimate`` to the real count ``tokens``: a refund
+        comes off the TAT, an extra charge goes on from now."""
+        now = int(self.clock() * US)
         for cell in cells:
-            if not cell.live:
+            if not cell.live:  # swept while the request was in flight: its replacement
                 cell = self._cell(cell.rule)
-            delta = cell.rule.cost_us(tokens) - cell.rule.cost_us(estimate)
+            limit, window = cell.limit, cell.window_us
+            if limit <= 0:
+                continue  # a limit of 0 admitted nothing to correct
+            # Rule.cost_us(tokens) - Rule.cost_us(estimate), written out: every request
+            delta = -(-tokens * window // limit) + (-estimate * window // limit)
             tat = cell.tat
             cell.tat = (tat if tat > now else now) + delta if delta > 0 else tat + delta
