@@ -42,10 +42,11 @@ def credit_life(rule: Rule) -> float:
 
 
 class Credit:
-    __slots__ = ("busy", "left", "now", "rule", "seen", "tat", "until", "want")
+    __slots__ = ("busy", "half_life", "left", "now", "rule", "seen", "tat", "until", "want")
 
     def __init__(self, rule: Rule, want: int) -> None:
         self.rule = rule
+        self.half_life = credit_life(rule) / 2  # topped up once this close to expiring
         self.left = 0  # µs of the cell charged in Redis and not yet used here
         self.until = 0.0  # monotonic time the credit expires at
         self.tat = 0  # the cell's TAT and the server's time (µs) as last seen, and when
@@ -117,7 +118,7 @@ class LimitCredits:
         for cost, credit in zip(costs, found, strict=True):
             credit.left -= cost
             if not credit.busy and (
-                credit.left < credit.want // 2 or credit.until - mono < credit_life(credit.rule) / 2
+                credit.left < credit.want // 2 or credit.until - mono < credit.half_life
             ):
                 self._refill(credit)
             tats.append(credit.tat)

@@ -140,15 +140,25 @@ def select(limits: Iterable[RateLimit], model: str | None) -> list[Rule]:
     return list(seen.values())
 
 
+class Selected(NamedTuple):
+    rules: list[Rule]  # the cells a request counts against
+    charged: tuple[Rule, ...]  # those counting tokens, corrected by settle
+
+
+def _selected(limits: Iterable[RateLimit], model: str | None) -> Selected:
+    rules = select(limits, model)
+    return Selected(rules, tuple(rule for rule in rules if not rule.requests))
+
+
 class Selection:
     """``select`` remembered per limits tuple (a principal's tuple lives as long as its
-    cache entry)."""
+    cache entry), with the token limits among them."""
 
     def __init__(self) -> None:
-        self._seen: ByIdentity[list[Rule]] = ByIdentity()
+        self._seen: ByIdentity[Selected] = ByIdentity()
 
-    def __call__(self, limits: Iterable[RateLimit], model: str | None) -> list[Rule]:
-        return self._seen.get(limits, model, select)
+    def __call__(self, limits: Iterable[RateLimit], model: str | None) -> Selected:
+        return self._seen.get(limits, model, _selected)
 
 
 def amounts(rules: Sequence[Rule], tokens: int) -> list[int]:

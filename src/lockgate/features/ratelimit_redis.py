@@ -151,7 +151,7 @@ class RedisRateLimiter:
         """``check`` without waiting, from this replica's credit (limit_credits.py), or None."""
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
-        rules = self._select(limits, model)
+        rules, charged = self._select(limits, model)
         if not rules:
             return Grant({}, Ticket((), 0, "local"))
         if not self.credits or self.failopen.down:  # its probes are the per-request path's
@@ -161,7 +161,6 @@ class RedisRateLimiter:
         if taken is None:
             return None
         now, tats = taken
-        charged = tuple(rule for rule in rules if not rule.requests)
         return Grant(grant_headers(rules, now, tats), Ticket(charged, tokens, "credit"))
 
     async def check(
@@ -170,7 +169,7 @@ class RedisRateLimiter:
         granted = self.try_check(limits, model, tokens)
         if granted is not None:
             return granted
-        rules = self._select(limits, model)
+        rules = self._select(limits, model).rules
         if self.failopen.available():
             units = amounts(rules, tokens)
             costs = [rule.cost_us(amount) for rule, amount in zip(rules, units, strict=True)]
