@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from lockgate.core.errors import BudgetExceeded, RateLimitExceeded
 from lockgate.core.tasks import TaskTracker
@@ -42,6 +43,37 @@ async def test_a_large_limit_admits_from_credit_and_redis_counts_it(
     assert all(int(g.headers["x-ratelimit-remaining-requests"]) < 60_000 for g in grants)
     await engine.close()  # gives back what 21 requests did not use
     assert await _cell(engine, "key:k1:*:rpm") <= 21 * 1000
+
+
+async def test_steady_traffic_grows_the_credit_and_tops_up_a_requests_limits_together(
+    redis_url: str, shared_redis: SharedFactory
+) -> None:
+    """Requests that use half a credit within half its life double it (fewer top-ups
+    under load), and the credits a request finds low are topped up in one script call."""
+    engine = RedisRateLimiter(shared_redis(url=redis_url), tasks=TaskTracker())
+    calls: list[int] = []
+    top_up = engine._top_up
+
+    async def counted(rules: Any, wants: Any) -> Any:
+        calls.append(len(rules))
+        return await top_up(rules, wants)
+
+    engine.credits._top_up = counted
+    limits = [RateLimit("key", "k3", rpm=6_000_000, tpm=600_000_000)]
+    await engine.check(limits, model="m", tokens=100)  # in Redis, taking credit on both
+    initial = {key: credit.want for key, credit in engine.credits._credits.items()}
+    assert len(initial) == 2
+    backends = []
+    for _ in range(2000):
+        grant = await engine.check(limits, model="m", tokens=100)
+        backends.append(grant.ticket.backend)
+        await asyncio.sleep(0)  # top-ups' replies come in
+    assert backends.count("credit") > 1800
+    assert calls and max(calls) == 2  # both limits in one call
+    grown = {key: credit.want for key, credit in engine.credits._credits.items()}
+    assert all(grown[key] > initial[key] for key in initial)
+    assert len(calls) < 2000 // 32  # fewer than a top-up per half of the first credit
+    await engine.close()
 
 
 async def test_a_small_limit_is_checked_in_redis_for_every_request(

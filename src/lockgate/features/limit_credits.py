@@ -12,7 +12,9 @@ cell always counts at least what was admitted, so N replicas still enforce one l
 
 Credit is only taken on a limit that is large against a request: ``CREDIT_REQUESTS``
 requests' worth must be at most ``1/CREDIT_RATIO`` of the window (a credit used up before
-its top-up arrived doubles, up to that bound, to follow the traffic), and the script
+its top-up arrived, or half used within half its life, doubles, up to that bound, to
+follow the traffic: under steady load a credit is topped up about once a half life, and
+one script call tops up every credit a request found low), and the script
 grants credit only while the cell stays at most half full. A small limit, or a limit
 near its end, is checked per request in Redis, exactly. What credit costs: Redis counts
 a request when its credit is taken, somewhat before it is admitted, so the cell runs
@@ -111,17 +113,24 @@ class LimitCredits:
             if credit.left < cost:  # used up before its top-up came: take more next time
                 credit.want = min(credit.want * 2, rule.window_us // CREDIT_RATIO)
                 if not credit.busy:
-                    self._refill(credit)
+                    self._refill([credit])
                 return None
             found.append(credit)
         tats = []
+        due: list[Credit] = []
         for cost, credit in zip(costs, found, strict=True):
             credit.left -= cost
-            if not credit.busy and (
-                credit.left < credit.want // 2 or credit.until - mono < credit.half_life
-            ):
-                self._refill(credit)
+            if not credit.busy:
+                if credit.left < credit.want // 2:
+                    if mono - credit.seen < credit.half_life:  # half used in under half
+                        # its life: hold more, so that top-ups come once a half life
+                        credit.want = min(credit.want * 2, credit.rule.window_us // CREDIT_RATIO)
+                    due.append(credit)
+                elif credit.until - mono < credit.half_life:
+                    due.append(credit)
             tats.append(credit.tat)
+        if due:
+            self._refill(due)  # one script call tops up every credit of the request
         first = found[0]
         return first.now + int((mono - first.seen) * US), tats
 
@@ -154,25 +163,33 @@ class LimitCredits:
             credits[rule.key].left -= delta
         return True
 
-    def _refill(self, credit: Credit) -> None:
-        credit.busy = True
+    def _refill(self, credits: list[Credit]) -> None:
+        for credit in credits:
+            credit.busy = True
         try:
-            self._tasks.spawn(self._refill_one(credit), name="limits-credit")
+            self._tasks.spawn(self._refill_some(credits), name="limits-credit")
         except RuntimeError:  # shutting down
-            credit.busy = False
+            for credit in credits:
+                credit.busy = False
 
-    async def _refill_one(self, credit: Credit) -> None:
-        rule = credit.rule
+    async def _refill_some(self, credits: list[Credit]) -> None:
+        rules = [credit.rule for credit in credits]
         try:
-            now, tats, got = await self._top_up([rule], [credit.want])
+            now, tats, got = await self._top_up(rules, [credit.want for credit in credits])
         except Exception:
             return
         finally:
-            credit.busy = False
-        if self._credits.get(rule.key) is credit:
-            self.granted([rule], now, tats, got)
-        elif got[0] > 0:  # returned meanwhile: give this back too
-            await self._refund([rule], [got[0]])
+            for credit in credits:
+                credit.busy = False
+        back: list[tuple[Rule, int]] = []
+        for credit, tat, amount in zip(credits, tats, got, strict=True):
+            rule = credit.rule
+            if self._credits.get(rule.key) is credit:
+                self.granted([rule], now, [tat], [amount])
+            elif amount > 0:  # returned meanwhile: give this back too
+                back.append((rule, amount))
+        if back:
+            await self._refund([rule for rule, _ in back], [amount for _, amount in back])
 
     async def _return(self, mono: float) -> None:
         """Give back what is left of each credit past its life (all of them at ``inf``)."""
