@@ -22,7 +22,7 @@ from lockgate.core.router import ModelGroup
 from lockgate.core.tasks import TaskTracker
 from lockgate.core.types import JSON, Principal, RequestContext, Usage
 from lockgate.features.budgets import Budget, BudgetEngine, LocalBudgets, Reservation
-from lockgate.features.local_admit import LocalAdmission
+from lockgate.features.local_admit import LocalAdmission, used_tokens
 from lockgate.features.ratelimit import Grant, LocalRateLimiter, RateLimit, RateLimiter, Ticket
 
 log = logging.getLogger("lockgate.limits")
@@ -251,5 +251,4 @@ class Governor:
 
 def _tokens(ctx: RequestContext, refused: bool) -> int:
     """What the request really used (0 when refused or nothing was answered)."""
-    usage = None if refused else ctx.usage
-    return usage.prompt_tokens + usage.completion_tokens if usage is not None else 0
+    return 0 if refused else used_tokens(ctx)

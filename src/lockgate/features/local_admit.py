@@ -27,6 +27,12 @@ log = logging.getLogger("lockgate.limits")
 DAY = 86_400
 
 
+def used_tokens(ctx: RequestContext) -> int:
+    """The tokens a request really used, as the upstream reported them (0: none)."""
+    usage = ctx.usage
+    return usage.prompt_tokens + usage.completion_tokens if usage is not None else 0
+
+
 class Account:
     """What one principal's requests for one model count against, found once."""
 
@@ -73,8 +79,7 @@ class Pass:
         """The request is over: its real tokens on the cells, its cost on the budgets."""
         ctx, account = self.ctx, self.account
         try:
-            usage = ctx.usage
-            used = usage.prompt_tokens + usage.completion_tokens if usage is not None else 0
+            used = used_tokens(ctx)
             if used != self.tokens and account.charged:
                 self.owner.limiter.correct(account.charged, self.tokens, used)
             if account.counters:

@@ -455,10 +455,6 @@ class LocalRateLimiter:
         for cell in cells:
             if not cell.live:  # swept while the request was in flight: its replacement
                 cell = self._cell(cell.rule)
-            limit, window = cell.limit, cell.window_us
-            if limit <= 0:
-                continue  # a limit of 0 admitted nothing to correct
-            # Rule.cost_us(tokens) - Rule.cost_us(estimate), written out: every request
-            delta = -(-tokens * window // limit) + (-estimate * window // limit)
+            delta = cell.rule.cost_us(tokens) - cell.rule.cost_us(estimate)
             tat = cell.tat
             cell.tat = (tat if tat > now else now) + delta if delta > 0 else tat + delta
