@@ -1,6 +1,7 @@
 """Virtual keys on the hot path: an in-process cache of key hash -> Principal.
 
-A hit costs a sha256 and a dict lookup and never suspends; a miss reads the key, its
+A hit costs two dict lookups (the key's hash is remembered for keys presented before: a
+sha256 per request was a microsecond) and never suspends; a miss reads the key, its
 owner's team, and the rate limits and budgets of key, user and team in one go. Entries
 live ``ttl`` seconds (refusals ``negative_ttl``); a revoke or change drops the key's
 entries here at once and on the other replicas through Redis pub/sub. While the database
@@ -75,13 +76,19 @@ class KeyCache:
         self.negative_ttl = negative_ttl
         self.max_entries = max_entries
         self._entries: dict[str, _Entry] = {}
+        self._hashes: dict[str, str] = {}  # credential -> its hash, for keys presented before
         self._generation = 0  # bumped by every invalidation: a load that raced one is dropped
         self._link: SharedLink | None = None
         self._loading: dict[str, asyncio.Future[Principal]] = {}
         self._outage_logged = False
 
     def cached(self, credential: str) -> Principal | None:
-        entry = self._entries.get(_hash(credential))
+        key_hash = self._hashes.get(credential)
+        if key_hash is None:
+            if len(self._hashes) >= self.max_entries:
+                self._hashes.clear()
+            key_hash = self._hashes[credential] = _hash(credential)
+        entry = self._entries.get(key_hash)
         if entry is None or entry.fresh_until < time.monotonic():
             return None
         return entry.use()
