@@ -206,6 +206,9 @@ def test_openai_duration_format() -> None:
     assert openai_duration(1.5) == "1.5s"
     assert openai_duration(360) == "6m0s"
     assert openai_duration(3723.5) == "1h2m3.5s"
+    assert openai_duration(1.001) == "1.001s"
+    assert openai_duration(61.01) == "1m1.01s"
+    assert openai_duration(59.999) == "59.999s"
 
 
 async def test_negative_tokens_are_a_programming_error(make_limiter: Factory) -> None:

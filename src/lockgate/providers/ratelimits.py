@@ -42,7 +42,8 @@ def openai_duration_ms(total_ms: int) -> str:
         return f"{total_ms}ms" if total_ms > 0 else "0s"
     hours, rest = divmod(total_ms, 3_600_000)
     minutes, rest = divmod(rest, 60_000)
-    secs = f"{rest // 1000}s" if rest % 1000 == 0 else f"{rest / 1000:.3f}".rstrip("0") + "s"
+    whole, ms = divmod(rest, 1000)
+    secs = f"{whole}.{ms:03d}".rstrip("0") + "s" if ms else f"{whole}s"
     if hours:
         return f"{hours}h{minutes}m{secs}"
     if minutes:
