@@ -25,14 +25,14 @@ from lockgate.core.pipeline import Pipeline
 from lockgate.core.router import Deployment, ModelGroup, Router
 from lockgate.core.tasks import TaskTracker
 from lockgate.core.types import Usage
-from lockgate.features.budgets import BudgetEngine, LocalBudgets
+from lockgate.features.budgets import LocalBudgets
 from lockgate.features.cache.response_cache import SavedCost
 from lockgate.features.cache.wiring import attach_embedders, build_cache
 from lockgate.features.enforce import Governor
 from lockgate.features.keyauth import KeyCache
 from lockgate.features.metrics import Metrics
 from lockgate.features.pricing import PriceBook
-from lockgate.features.ratelimit import LocalRateLimiter, RateLimiter
+from lockgate.features.ratelimit import LocalRateLimiter
 from lockgate.features.redaction import BodyPolicy
 from lockgate.features.tracing import build_tracing
 from lockgate.providers.http import HttpPool
@@ -207,18 +207,17 @@ def governor(
     credit: bool = True,
 ) -> Governor:
     """Virtual keys' limits and budgets: shared through Redis when configured."""
-    limiter: RateLimiter
-    budgets: BudgetEngine
     if redis is not None:
         from lockgate.features.budgets_redis import RedisBudgets
         from lockgate.features.ratelimit_redis import RedisRateLimiter
+        from lockgate.features.shared_admit import SharedAdmission
 
         limiter = RedisRateLimiter(redis, tasks=tasks, metrics=metrics.limits, credit=credit)
         budgets = RedisBudgets(redis, tasks=tasks, metrics=metrics.limits, leases=credit)
-    else:
-        limiter = LocalRateLimiter(metrics=metrics.limits)
-        budgets = LocalBudgets(metrics=metrics.limits)
-    return Governor(limiter, budgets, prices, tasks)
+        shared = SharedAdmission(limiter, budgets, tasks)
+        return Governor(limiter, budgets, prices, tasks, shared=shared)
+    local = LocalRateLimiter(metrics=metrics.limits)
+    return Governor(local, LocalBudgets(metrics=metrics.limits), prices, tasks)
 
 
 def saved_usd(book: PriceBook, router: Router) -> SavedCost:

@@ -101,6 +101,7 @@ class BudgetLeases:
         self._clock = clock
         self._leases: dict[str, Lease] = {}  # by its holds' keys
         self._by_id: dict[str | int, Lease] = {}
+        self.generation = 0  # counts leases made and dropped: what ``find`` found is stale
         self._names: ByIdentity[str] = ByIdentity()
         self._flusher = Recurring(
             tasks, "budgets-leases", FLUSH_EVERY, lambda: self._flush_all(release=False),
@@ -123,26 +124,37 @@ class BudgetLeases:
                 return None  # a small budget: reserved per request, exactly
             lease = self._leases[name] = Lease(name, holds, want, self._clock())
             self._by_id[lease.id] = lease
+            self.generation += 1
             self._flusher.start()
             return None
+        if not self.take_on(lease, max_cost):
+            return None
+        return Reservation(lease.id, max_cost, lease.holds, "lease")
+
+    def find(self, holds: Sequence[Hold]) -> Lease | None:
+        """The lease of ``holds`` as it is now, for ``take_on`` while ``generation`` stays
+        the same (a lease with requests in flight on it is never dropped)."""
+        return self._leases.get(self._names.get(holds, 0, _lease_name))
+
+    def take_on(self, lease: Lease, max_cost: int) -> bool:
+        """Reserve ``max_cost`` on ``lease``; False when it has no room (nothing taken)."""
         if max_cost > lease.want // 2:
             lease.want = max_cost * LEASE_REQUESTS  # larger requests: a larger slice
         if lease.credit() < max_cost:
             if lease.held:  # used up between two flushes: a larger slice next time
                 cap = min(h.budget.limit for h in lease.holds) // LEASE_RATIO
                 lease.want = max(lease.want, min(lease.want * 2, cap))
-            return None
+            return False
         lease.inflight += max_cost
         lease.used_at = self._clock()
-        return Reservation(lease.id, max_cost, lease.holds, "lease")
+        return True
 
     def settle(self, reservation: Reservation, cost: int) -> bool:
         """Settle a reservation made on a lease; False when it was not (or is gone)."""
         lease = self._by_id.get(reservation.id)
         if lease is None:
             return False
-        lease.inflight -= reservation.amount
-        lease.pending += cost
+        settle_on(lease, reservation.amount, cost)
         return True
 
     async def close(self) -> None:
@@ -185,6 +197,13 @@ class BudgetLeases:
             self._alerted(lease.holds[index], label, spent[index])
         if idle and lease.held == 0 and lease.inflight == 0 and lease.pending == 0:
             del self._by_id[lease.id], self._leases[lease.name]
+            self.generation += 1
+
+
+def settle_on(lease: Lease, amount: int, cost: int) -> None:
+    """A request reserved ``amount`` on ``lease`` is over: ``cost`` is spent."""
+    lease.inflight -= amount
+    lease.pending += cost
 
 
 def _lease_name(holds: Sequence[Hold], _: int) -> str:

@@ -203,7 +203,7 @@ class RedisBudgets:
     ) -> None:
         self._redis = redis
         self._metrics = metrics
-        self._clock = clock
+        self.clock = clock
         self.reservation_ttl = reservation_ttl
         self.local = LocalBudgets(metrics=metrics, clock=clock, reservation_ttl=reservation_ttl)
         self.failopen = FailOpen("budgets", redis, metrics, probe_interval=probe_interval)
@@ -235,12 +235,16 @@ class RedisBudgets:
         until = hold.keep_until()
         return 0 if until is None else max(1, round((until - now) * 1000))
 
+    def holds(self, budgets: Iterable[Budget], now: float) -> list[Hold]:
+        """The counters ``budgets`` reserve on at ``now`` (epoch seconds), remembered."""
+        return self._plans(budgets, now)
+
     def try_reserve(self, budgets: Iterable[Budget], max_cost: int) -> Reservation | None:
         """``reserve`` without waiting, on this replica's lease of the budgets, or None
         (budget_leases.py)."""
         if max_cost < 0:
             raise ValueError(f"max_cost must be >= 0, got {max_cost}")
-        holds = self._plans(budgets, self._clock())
+        holds = self._plans(budgets, self.clock())
         if not holds:
             return Reservation(new_id(), max_cost, (), "local")
         if self.failopen.down:  # its probes are the per-request path's
@@ -251,7 +255,7 @@ class RedisBudgets:
         leased = self.try_reserve(budgets, max_cost)
         if leased is not None:
             return leased
-        now = self._clock()
+        now = self.clock()
         holds = self._plans(budgets, now)
         if self.failopen.available():
             rid = new_id()
@@ -284,7 +288,7 @@ class RedisBudgets:
             return []  # sent with the lease's next flush, where its alerts fire
         if reservation.backend == "local" or not reservation.holds:
             return self.local.settle_now(reservation, cost)
-        now = self._clock()
+        now = self.clock()
         if self.failopen.available():
             args: list[str | int] = [round(now * 1000), reservation.id, cost]
             for hold in reservation.holds:
@@ -332,7 +336,7 @@ class RedisBudgets:
 
     async def usage(self, budget: Budget) -> tuple[int, int]:
         """(spent, reserved) of ``budget`` in the current period, as Redis has them."""
-        hold = plan([budget], self._clock())[0]
+        hold = plan([budget], self.clock())[0]
         spent, reserved = await self._redis.client.hmget(
             self._keys([hold])[0], ["spent", "reserved"]
         )

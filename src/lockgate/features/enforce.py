@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from lockgate.core.accounting import Pricer, estimate_prompt_tokens
 from lockgate.core.errors import PermissionDenied
@@ -24,6 +24,9 @@ from lockgate.core.types import JSON, Principal, RequestContext, Usage
 from lockgate.features.budgets import Budget, BudgetEngine, LocalBudgets, Reservation
 from lockgate.features.local_admit import LocalAdmission, used_tokens
 from lockgate.features.ratelimit import Grant, LocalRateLimiter, RateLimit, RateLimiter, Ticket
+
+if TYPE_CHECKING:  # Redis's engines (and redis-py) are loaded only where configured
+    from lockgate.features.shared_admit import SharedAdmission
 
 log = logging.getLogger("lockgate.limits")
 DEFAULT_OUTPUT_TOKENS = 512  # a chat request without max_tokens (the pipeline's estimate)
@@ -78,7 +81,12 @@ class Governor:
     """The ``Gate`` of core/gate.py."""
 
     def __init__(
-        self, limiter: RateLimiter, budgets: BudgetEngine, pricer: Pricer, tasks: TaskTracker
+        self,
+        limiter: RateLimiter,
+        budgets: BudgetEngine,
+        pricer: Pricer,
+        tasks: TaskTracker,
+        shared: SharedAdmission | None = None,
     ) -> None:
         self.limiter = limiter
         self.budgets = budgets
@@ -93,7 +101,9 @@ class Governor:
             else None
         )
         # Shared engines admit from this replica's credit and leases where they can,
-        # without waiting for Redis.
+        # without waiting for Redis: in one step once both are there (``shared``, over
+        # these same engines), else one by one.
+        self._shared = shared
         self._instant: tuple[InstantLimiter, InstantBudgets] | None = (
             (limiter, budgets)
             if isinstance(limiter, InstantLimiter) and isinstance(budgets, InstantBudgets)
@@ -117,6 +127,11 @@ class Governor:
         if self._local is not None:
             max_cost = self._max_cost(group, prompt, output) if principal.budgets else 0
             return self._local.admit(ctx, principal, group.name, prompt + output, max_cost)
+        if self._shared is not None:
+            max_cost = self._max_cost(group, prompt, output) if principal.budgets else 0
+            shared = self._shared.admit(ctx, principal, group.name, prompt + output, max_cost)
+            if shared is not None:
+                return shared
         if self._instant is not None:
             instant = await self._admit_instant(ctx, principal, group, prompt, output)
             if instant is not None:

@@ -79,6 +79,7 @@ class LimitCredits:
         self._tasks = tasks
         self._clock = clock
         self._credits: dict[str, Credit] = {}
+        self.generation = 0  # counts credits made and dropped: what ``find`` found is stale
         self._sweeper = Recurring(
             tasks, "limits-credits", SWEEP_EVERY, lambda: self._return(self._clock()),
             lambda: bool(self._credits),
@@ -104,18 +105,34 @@ class LimitCredits:
         """Charge ``costs`` to this replica's credit on every rule, or nothing and None.
         Returns the estimated server time (µs) and each cell's TAT as last seen."""
         credits = self._credits
-        mono = self._clock()
         found = []
-        for rule, cost in zip(rules, costs, strict=True):
+        for rule in rules:
             credit = credits.get(rule.key)
-            if credit is None or credit.until <= mono:
+            if credit is None:
+                return None
+            found.append(credit)
+        return self.take_from(found, costs)
+
+    def find(self, rules: Sequence[Rule]) -> tuple[Credit, ...] | None:
+        """The credits of ``rules`` as they are now (None: one has none), for
+        ``take_from`` and ``adjust_from`` while ``generation`` stays the same."""
+        found = tuple(self._credits.get(rule.key) for rule in rules)
+        return None if None in found else found  # type: ignore[return-value]
+
+    def take_from(
+        self, found: Sequence[Credit], costs: Sequence[int]
+    ) -> tuple[int, list[int]] | None:
+        """``take`` on credits already found (``find``)."""
+        mono = self._clock()
+        for credit, cost in zip(found, costs, strict=True):
+            if credit.until <= mono:
                 return None
             if credit.left < cost:  # used up before its top-up came: take more next time
+                rule = credit.rule
                 credit.want = min(credit.want * 2, rule.window_us // CREDIT_RATIO)
                 if not credit.busy:
                     self._refill([credit])
                 return None
-            found.append(credit)
         tats = []
         due: list[Credit] = []
         for cost, credit in zip(costs, found, strict=True):
@@ -145,6 +162,7 @@ class LimitCredits:
                 continue
             if credit is None:
                 credit = self._credits[rule.key] = Credit(rule, amount)
+                self.generation += 1
                 self._sweeper.start()
             credit.until = mono + credit_life(rule)
             credit.left += amount
@@ -154,13 +172,17 @@ class LimitCredits:
         """Take settled corrections (µs per rule, + charge, - refund) from or into the
         credit of every rule; False, having taken none, when one has no live credit for
         it (the corrections go to Redis)."""
-        credits, mono = self._credits, self._clock()
-        for rule, delta in zip(rules, deltas, strict=True):
-            credit = credits.get(rule.key)
-            if credit is None or credit.until <= mono or credit.left < delta:
+        found = self.find(rules)
+        return found is not None and self.adjust_from(found, deltas)
+
+    def adjust_from(self, found: Sequence[Credit], deltas: Sequence[int]) -> bool:
+        """``adjust`` on credits found while ``generation`` was what it is now."""
+        mono = self._clock()
+        for credit, delta in zip(found, deltas, strict=True):
+            if credit.until <= mono or credit.left < delta:
                 return False
-        for rule, delta in zip(rules, deltas, strict=True):
-            credits[rule.key].left -= delta
+        for credit, delta in zip(found, deltas, strict=True):
+            credit.left -= delta
         return True
 
     def _refill(self, credits: list[Credit]) -> None:
@@ -198,6 +220,7 @@ class LimitCredits:
         for key, credit in list(self._credits.items()):
             if credit.until <= mono and not credit.busy:
                 del self._credits[key]
+                self.generation += 1
                 if credit.left > 0:
                     rules.append(credit.rule)
                     amounts.append(credit.left)

@@ -22,6 +22,7 @@ from lockgate.features.ratelimit import (
     LocalRateLimiter,
     RateLimit,
     Rule,
+    Selected,
     Selection,
     Ticket,
     amounts,
@@ -144,6 +145,10 @@ class RedisRateLimiter:
 
     def _keys(self, rules: Sequence[Rule]) -> list[str]:
         return [self._redis.key("{lg-rl}", rule.key) for rule in rules]
+
+    def select(self, limits: Iterable[RateLimit], model: str | None) -> Selected:
+        """The cells ``limits`` count a request for ``model`` against, remembered."""
+        return self._select(limits, model)
 
     def try_check(
         self, limits: Iterable[RateLimit], model: str | None, tokens: int
