@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
@@ -90,6 +92,40 @@ async def test_a_sqlite_writer_process_that_dies_is_replaced_and_nothing_counts_
         await store.close()
         await engine.dispose()
     assert store.writer_pid() is None
+
+
+async def test_a_write_cut_short_ends_the_writer_and_the_batch_is_written_once_later(
+    tmp_path: Path,
+) -> None:
+    """A batch whose write times out (the file locked by another writer): the writer
+    process is ended, not asked again (its late answer would be taken for the next
+    batch's), and the batch written again later is counted once."""
+    path = tmp_path / "lockgate.db"
+    cfg = DatabaseConfig(url=f"sqlite:///{path}", spool_path=None)
+    await upgrade_async(cfg)
+    engine = await asyncio.to_thread(create_engine, cfg)
+    store = SpendStore(engine)
+    try:
+        assert await store.write([make_record("req-1")]) == 1
+        first = store.writer_pid()
+        blocker = await asyncio.to_thread(
+            sqlite3.connect, path, isolation_level=None, check_same_thread=False
+        )
+        await asyncio.to_thread(blocker.execute, "BEGIN IMMEDIATE")  # the writer waits
+        try:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(store.write([make_record("req-2")]), 0.5)
+            assert store.writer_pid() is None
+        finally:
+            await asyncio.to_thread(blocker.execute, "ROLLBACK")
+            await asyncio.to_thread(blocker.close)
+        assert await store.write([make_record("req-2"), make_record("req-3")]) == 2
+        assert store.writer_pid() not in (None, first)
+        usage = await current_usage(engine, "key", "key-a", date(2026, 3, 2))
+        assert usage["none"].requests == 3
+    finally:
+        await store.close()
+        await engine.dispose()
 
 
 async def test_the_sqlite_writer_process_runs_on_the_configured_cpus(tmp_path: Path) -> None:
