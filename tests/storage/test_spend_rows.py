@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lockgate.config.schema import DatabaseConfig
 from lockgate.storage.database import create_engine
@@ -73,11 +75,7 @@ def test_cut_lengths_are_the_schemas() -> None:
 async def test_a_sqlite_writer_process_that_dies_is_replaced_and_nothing_counts_twice(
     tmp_path: Path,
 ) -> None:
-    cfg = DatabaseConfig(url=f"sqlite:///{tmp_path}/lockgate.db", spool_path=None)
-    await upgrade_async(cfg)
-    engine = await asyncio.to_thread(create_engine, cfg)
-    store = SpendStore(engine)
-    try:
+    async with _sqlite_store(tmp_path / "lockgate.db") as (store, engine):
         assert await store.write([make_record("req-1"), make_record("req-2")]) == 2
         first = store.writer_pid()
         assert first is not None
@@ -86,12 +84,27 @@ async def test_a_sqlite_writer_process_that_dies_is_replaced_and_nothing_counts_
         # The same batch again (as after a lost answer) plus a new record: one is new.
         assert await store.write([make_record("req-2"), make_record("req-3")]) == 1
         assert store.writer_pid() not in (None, first)
-        usage = await current_usage(engine, "key", "key-a", date(2026, 3, 2))
-        assert usage["none"].requests == 3
+        assert await _requests(engine) == 3
+    assert store.writer_pid() is None
+
+
+@contextlib.asynccontextmanager
+async def _sqlite_store(path: Path) -> AsyncIterator[tuple[SpendStore, AsyncEngine]]:
+    cfg = DatabaseConfig(url=f"sqlite:///{path}", spool_path=None)
+    await upgrade_async(cfg)
+    engine = await asyncio.to_thread(create_engine, cfg)
+    store = SpendStore(engine)
+    try:
+        yield store, engine
     finally:
         await store.close()
         await engine.dispose()
-    assert store.writer_pid() is None
+
+
+async def _requests(engine: AsyncEngine) -> int:
+    """The requests counted for make_record's key on its day."""
+    usage = await current_usage(engine, "key", "key-a", date(2026, 3, 2))
+    return int(usage["none"].requests)
 
 
 async def test_a_write_cut_short_ends_the_writer_and_the_batch_is_written_once_later(
@@ -101,11 +114,7 @@ async def test_a_write_cut_short_ends_the_writer_and_the_batch_is_written_once_l
     process is ended, not asked again (its late answer would be taken for the next
     batch's), and the batch written again later is counted once."""
     path = tmp_path / "lockgate.db"
-    cfg = DatabaseConfig(url=f"sqlite:///{path}", spool_path=None)
-    await upgrade_async(cfg)
-    engine = await asyncio.to_thread(create_engine, cfg)
-    store = SpendStore(engine)
-    try:
+    async with _sqlite_store(path) as (store, engine):
         assert await store.write([make_record("req-1")]) == 1
         first = store.writer_pid()
         blocker = await asyncio.to_thread(
@@ -121,11 +130,7 @@ async def test_a_write_cut_short_ends_the_writer_and_the_batch_is_written_once_l
             await asyncio.to_thread(blocker.close)
         assert await store.write([make_record("req-2"), make_record("req-3")]) == 2
         assert store.writer_pid() not in (None, first)
-        usage = await current_usage(engine, "key", "key-a", date(2026, 3, 2))
-        assert usage["none"].requests == 3
-    finally:
-        await store.close()
-        await engine.dispose()
+        assert await _requests(engine) == 3
 
 
 async def test_the_sqlite_writer_process_runs_on_the_configured_cpus(tmp_path: Path) -> None:
