@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from lockgate.core.accounting import ledger_record
 from lockgate.core.ledger_record import LedgerRecord
-from lockgate.core.types import Principal, RequestContext, Usage
+from lockgate.core.types import MAX_TOKENS, Principal, RequestContext, Usage
+from lockgate.storage.spend_child import frame
 
 
 def test_every_field_of_the_request_lands_in_its_place() -> None:
@@ -35,3 +36,18 @@ def test_every_field_of_the_request_lands_in_its_place() -> None:
         "cache_status": "miss", "ttft_ms": 12, "error_type": "UpstreamError",
         "bodies": '{"messages": []}',
     }  # fmt: skip
+
+
+def test_an_upstreams_absurd_token_count_is_capped_so_its_record_can_be_written() -> None:
+    """A count past MAX_TOKENS (JSON allows any integer) is capped when parsed: priced at
+    o1-pro's $600 per million output tokens it still fits the ledger's 64-bit columns,
+    and the batch frame the ledger's writer gets encodes."""
+    usage = Usage.from_openai(
+        {"prompt_tokens": 2**64 - 1, "completion_tokens": 10**30, "total_tokens": -5}
+    )
+    assert usage == Usage(MAX_TOKENS, MAX_TOKENS)
+    ctx = RequestContext("req-1", principal=Principal("key-1"))
+    ctx.bill(usage, MAX_TOKENS * 600_000 * 2, True, False)  # nanos: $600/M both ways
+    record = ledger_record(ctx, endpoint="chat", stream=False, status="ok", http_status=200)
+    assert record.cost_nanos < 2**63
+    assert frame([tuple(record)])  # orjson refuses integers past 64 bits

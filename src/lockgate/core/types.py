@@ -40,8 +40,16 @@ class Usage:
         )
 
 
+# The most tokens one count may report. A broken upstream's larger figure (JSON allows
+# any integer) would overflow the ledger's 64-bit columns once priced, and a batch that
+# cannot be written is retried for ever, holding up the records behind it.
+MAX_TOKENS = 10**12
+
+
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and value > 0 else 0
+    if not isinstance(value, int) or value <= 0:
+        return 0
+    return value if value <= MAX_TOKENS else MAX_TOKENS
 
 
 @dataclass(slots=True)
