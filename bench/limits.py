@@ -5,9 +5,11 @@
 
 A request's typical check: six rate-limit cells (key RPM and TPM, user RPM, team TPM and
 TPD, key+model RPM) checked and charged at once, then its tokens settled; and a budget
-reservation on two scopes (key, team) settled after. Each is timed call by call on one
-event loop (uvloop when installed), sequentially, so the Redis figures are one round trip
-plus the script; a last run puts 64 checks in flight at once for the Redis throughput.
+reservation on two scopes (key, team) settled after; and both together on Redis credit
+and a lease, one by one and in one step (features/shared_admit.py). Each is timed call by
+call on one event loop (uvloop when installed), sequentially, so the Redis figures are one
+round trip plus the script; a last run puts 64 checks in flight at once for the Redis
+throughput.
 Limits are high enough that everything is admitted. Keys live under a unique prefix and
 are deleted afterwards. The "cold caches" rows evict the CPU caches before each call (a
 16 MB write): in a busy gateway a request's admit finds them so, and costs several times
@@ -29,10 +31,12 @@ from pathlib import Path
 import benchlib
 from lockgate.config.schema import RedisConfig
 from lockgate.core.tasks import TaskTracker
+from lockgate.core.types import Principal, RequestContext, Usage
 from lockgate.features.budgets import Budget, LocalBudgets
 from lockgate.features.budgets_redis import RedisBudgets
 from lockgate.features.ratelimit import LocalRateLimiter, RateLimit
 from lockgate.features.ratelimit_redis import RedisRateLimiter
+from lockgate.features.shared_admit import SharedAdmission
 from lockgate.storage.redis import SharedRedis
 
 DOCS = benchlib.ROOT / "docs" / "limits.md"
@@ -47,6 +51,10 @@ BUDGETS = [
     Budget("key", "key-1", limit=BIG * 1000, period="monthly"),
     Budget("team", "team-1", limit=BIG * 1000, period="daily"),
 ]
+
+PRINCIPAL = Principal(
+    "key-1", user_id="user-1", team_id="team-1", limits=tuple(LIMITS), budgets=tuple(BUDGETS)
+)
 
 
 # Written before each call of a "cold" row: more than this machine's L2 cache (2 MB a
@@ -94,6 +102,24 @@ async def budget_cycle(budgets: LocalBudgets | RedisBudgets) -> None:
     await budgets.settle(reservation, 1_000_000)
 
 
+async def one_by_one(limiter: RedisRateLimiter, budgets: RedisBudgets) -> None:
+    """The limits, then the budgets, each on its own (credit, then a lease)."""
+    await rate_check(limiter)
+    await budget_cycle(budgets)
+
+
+async def one_step(admission: SharedAdmission) -> None:
+    """Both at once on credit and a lease, as the Governor does (features/shared_admit.py);
+    the engines one by one until this replica holds both."""
+    ctx = RequestContext("bench")
+    finish = admission.admit(ctx, PRINCIPAL, "gpt-4o-mini", 1200, 5_000_000)
+    if finish is None:
+        await one_by_one(admission.limiter, admission.budgets)
+        return
+    ctx.usage, ctx.cost = Usage(300, 100), 1_000_000
+    finish()
+
+
 async def run(args: argparse.Namespace) -> str:
     rows = []
     local = LocalRateLimiter()
@@ -121,6 +147,7 @@ async def run(args: argparse.Namespace) -> str:
         budgets = RedisBudgets(shared, tasks=tasks, leases=False)
         credited = RedisRateLimiter(shared, tasks=tasks)
         leased = RedisBudgets(shared, tasks=tasks)
+        together = SharedAdmission(credited, leased, tasks)
         n = max(1000, args.n // 4)
         shared_rows: list[tuple[str, Callable[[], Awaitable[object]], int]] = [
             ("rate limits: check, Redis", lambda: check_only(redis), n),
@@ -130,6 +157,10 @@ async def run(args: argparse.Namespace) -> str:
              args.n),
             ("budgets: reserve + settle, Redis on a lease", lambda: budget_cycle(leased),
              args.n),
+            ("both, Redis on credit and a lease, one by one",
+             lambda: one_by_one(credited, leased), args.n),
+            ("both, Redis on credit and a lease, in one step",
+             lambda: one_step(together), args.n),
         ]  # fmt: skip
         for name, call, count in shared_rows:
             rows.append(row(name, await timed(call, count)))
