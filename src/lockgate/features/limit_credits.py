@@ -104,20 +104,19 @@ class LimitCredits:
     def take(self, rules: Sequence[Rule], costs: Sequence[int]) -> tuple[int, list[int]] | None:
         """Charge ``costs`` to this replica's credit on every rule, or nothing and None.
         Returns the estimated server time (µs) and each cell's TAT as last seen."""
-        credits = self._credits
-        found = []
+        found = self.find(rules)
+        return None if found is None else self.take_from(found, costs)
+
+    def find(self, rules: Sequence[Rule]) -> list[Credit] | None:
+        """The credits of ``rules`` as they are now (None: one has none), for
+        ``take_from`` and ``adjust_from`` while ``generation`` stays the same."""
+        credits, found = self._credits, []
         for rule in rules:
             credit = credits.get(rule.key)
             if credit is None:
                 return None
             found.append(credit)
-        return self.take_from(found, costs)
-
-    def find(self, rules: Sequence[Rule]) -> tuple[Credit, ...] | None:
-        """The credits of ``rules`` as they are now (None: one has none), for
-        ``take_from`` and ``adjust_from`` while ``generation`` stays the same."""
-        found = tuple(self._credits.get(rule.key) for rule in rules)
-        return None if None in found else found  # type: ignore[return-value]
+        return found
 
     def take_from(
         self, found: Sequence[Credit], costs: Sequence[int]

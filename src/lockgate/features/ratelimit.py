@@ -161,6 +161,12 @@ class Selection:
         return self._seen.get(limits, model, _selected)
 
 
+def corrections(rules: Iterable[Rule], estimate: int, used: int) -> list[int]:
+    """Per token limit, µs to charge (+) or refund (-) when a request charged ``estimate``
+    tokens used ``used``."""
+    return [rule.cost_us(used) - rule.cost_us(estimate) for rule in rules]
+
+
 def amounts(rules: Sequence[Rule], tokens: int) -> list[int]:
     if tokens < 0:
         raise ValueError(f"tokens must be >= 0, got {tokens}")

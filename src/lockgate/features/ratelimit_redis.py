@@ -22,10 +22,10 @@ from lockgate.features.ratelimit import (
     LocalRateLimiter,
     RateLimit,
     Rule,
-    Selected,
     Selection,
     Ticket,
     amounts,
+    corrections,
     decide,
     grant_headers,
 )
@@ -130,7 +130,7 @@ class RedisRateLimiter:
         self._metrics = metrics
         self.local = LocalRateLimiter(metrics=metrics, **({"clock": clock} if clock else {}))
         self.failopen = FailOpen("rate_limits", redis, metrics, probe_interval=probe_interval)
-        self._select = Selection()
+        self.select = Selection()  # the cells a request counts against, remembered
         self.credits = LimitCredits(self._top_up, self._refund, tasks, enabled=credit)
         if metrics is not None:
             metrics.holdings["rate_limits"] = self.credits.__len__
@@ -146,17 +146,13 @@ class RedisRateLimiter:
     def _keys(self, rules: Sequence[Rule]) -> list[str]:
         return [self._redis.key("{lg-rl}", rule.key) for rule in rules]
 
-    def select(self, limits: Iterable[RateLimit], model: str | None) -> Selected:
-        """The cells ``limits`` count a request for ``model`` against, remembered."""
-        return self._select(limits, model)
-
     def try_check(
         self, limits: Iterable[RateLimit], model: str | None, tokens: int
     ) -> Grant | None:
         """``check`` without waiting, from this replica's credit (limit_credits.py), or None."""
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
-        rules, charged = self._select(limits, model)
+        rules, charged = self.select(limits, model)
         if not rules:
             return Grant({}, Ticket((), 0, "local"))
         if not self.credits or self.failopen.down:  # its probes are the per-request path's
@@ -174,7 +170,7 @@ class RedisRateLimiter:
         granted = self.try_check(limits, model, tokens)
         if granted is not None:
             return granted
-        rules = self._select(limits, model).rules
+        rules = self.select(limits, model).rules
         if self.failopen.available():
             units = amounts(rules, tokens)
             costs = [rule.cost_us(amount) for rule, amount in zip(rules, units, strict=True)]
@@ -220,7 +216,7 @@ class RedisRateLimiter:
             return True
         if ticket.backend != "credit":
             return False
-        deltas = [rule.cost_us(tokens) - rule.cost_us(ticket.tokens) for rule in ticket.rules]
+        deltas = corrections(ticket.rules, ticket.tokens, tokens)
         return self.credits.adjust(ticket.rules, deltas)
 
     async def settle(self, ticket: Ticket, tokens: int) -> None:
@@ -232,7 +228,7 @@ class RedisRateLimiter:
             self.local.settle_now(ticket, tokens)
             return
         rules = ticket.rules
-        deltas = [rule.cost_us(tokens) - rule.cost_us(ticket.tokens) for rule in rules]
+        deltas = corrections(rules, ticket.tokens, tokens)
         if ticket.backend == "credit":  # corrected in the credit where there is one
             kept = [self.credits.adjust((r,), (d,)) for r, d in zip(rules, deltas, strict=True)]
             rules = tuple(r for r, k in zip(rules, kept, strict=True) if not k)

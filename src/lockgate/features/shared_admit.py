@@ -29,7 +29,7 @@ from lockgate.features.budget_leases import Lease, settle_on
 from lockgate.features.budgets_redis import RedisBudgets
 from lockgate.features.limit_credits import Credit
 from lockgate.features.local_admit import DAY, used_tokens
-from lockgate.features.ratelimit import Rule, Ticket, grant_headers
+from lockgate.features.ratelimit import Rule, Ticket, corrections, grant_headers
 from lockgate.features.ratelimit_redis import RedisRateLimiter
 
 log = logging.getLogger("lockgate.limits")
@@ -53,7 +53,7 @@ class Account:
         self,
         rules: list[Rule],
         charged: tuple[Rule, ...],
-        credits: tuple[Credit, ...] | None,
+        credits: list[Credit] | None,
         lease: Lease | None,
         generation: tuple[int, int],
         until: float,
@@ -61,7 +61,7 @@ class Account:
     ) -> None:
         self.rules = rules
         self.charged = charged  # the token limits, corrected when a request is over
-        self.credits = credits or ()  # per rule
+        self.credits = tuple(credits or ())  # per rule
         self.charged_credits = tuple(c for c in self.credits if not c.rule.requests)
         self.lease = lease
         self.generation = generation  # the engines' credits and leases when found
@@ -156,7 +156,7 @@ class SharedAdmission:
     def correct(self, account: Account, estimate: int, used: int) -> None:
         """Charge or refund the difference between the estimate and the tokens used: on
         the credits where they are still this account's, else in Redis."""
-        deltas = [rule.cost_us(used) - rule.cost_us(estimate) for rule in account.charged]
+        deltas = corrections(account.charged, estimate, used)
         if account.generation[0] == self.credits.generation and self.credits.adjust_from(
             account.charged_credits, deltas
         ):
