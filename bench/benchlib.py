@@ -143,6 +143,55 @@ def pin_self(cores: str) -> None:
     os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
 
 
+def listening_pid(port: int) -> int | None:
+    """The local process listening on TCP ``port`` (the first of a tree sharing the
+    socket), or None when none here is (or its sockets are not ours to read)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    holders = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd.path) in inodes for fd in os.scandir(f"{entry.path}/fd")):
+                holders.append(int(entry.name))
+    return min(holders) if holders else None
+
+
+@contextlib.contextmanager
+def servers_pinned(ports: Sequence[int], cores: str) -> Iterator[list[str]]:
+    """Pin the local servers listening on ``ports``, with their children (and so what they
+    fork meanwhile, such as PostgreSQL's backends), to ``cores``; their affinity is given
+    back at the end. Yields a note per port on what could not be pinned."""
+    target = {int(c) for c in cores.split(",")}
+    roots: dict[int, set[int]] = {}  # a server's pid -> its affinity before
+    notes: list[str] = []
+    for port in ports:
+        pid = listening_pid(port)
+        if pid is None:
+            notes.append(f"port {port}: no local server found, not pinned")
+            continue
+        try:
+            roots[pid] = os.sched_getaffinity(pid)
+            for child in process_tree(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.sched_setaffinity(child, target)
+        except PermissionError as exc:
+            notes.append(f"port {port}: not pinned ({exc})")
+    try:
+        yield notes
+    finally:
+        for pid, before in roots.items():
+            for child in process_tree(pid):
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(child, before)
+
+
 # ----------------------------------------------------------------------------- processes
 
 

@@ -7,10 +7,13 @@ against the core path, at concurrency 64, measured as `bench/overhead.py` measur
 
 The gateway runs alone on core 0 (`taskset -c 0`); wrk (`-t1 -c64`), the simulator
 upstream (no delay), Redis, PostgreSQL and the ledger's writer process (the `writer_cpus`
-setting, for SQLite and PostgreSQL alike) on core 1. The writer's CPU counts as the
-gateway's. At c64 the gateway's core is saturated, so requests/s measure its CPU per
-request. Variants, each a fresh gateway (started, warmed 2 s, measured ``--seconds``,
-stopped), in turn within each round; each variant's median round is reported:
+setting, for SQLite and PostgreSQL alike) on core 1. Redis and PostgreSQL, when local,
+are pinned there for the run, their backends included, and given their affinity back at
+the end: left to the scheduler, PostgreSQL's backend ran on the gateway's core too. The
+writer's CPU counts as the gateway's. At c64 the gateway's core is saturated, so
+requests/s measure its CPU per request. Variants, each a fresh gateway (started, warmed
+2 s, measured ``--seconds``, stopped), in turn within each round; each variant's median
+round is reported:
 
 - `core`: master key, `database: null`: no key lookup, no limits, no ledger;
 - `ledger only`: master key with the SQLite ledger (the default set-up);
@@ -48,6 +51,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -205,6 +209,10 @@ def _setting(
         "memory": ((_sqlite(tmp, "memory"), ""), True),
     }
     if args.redis and args.postgres:
+        ports = [_local_port(args.redis, 6379), _local_port(args.postgres, 5432)]
+        notes = stack.enter_context(benchlib.servers_pinned([p for p in ports if p], LOAD_CORE))
+        for note in notes:
+            print(f"  Redis and PostgreSQL on core {LOAD_CORE}: {note}", flush=True)
         database = stack.enter_context(_postgres(args.postgres))
         prefix = f"lgbench:{uuid.uuid4().hex[:8]}:"
         stack.callback(_forget, args.redis, prefix)
@@ -273,6 +281,12 @@ def _checkout(rev: str, path: Path) -> Any:
         yield path / "src"
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
+
+
+def _local_port(url: str, default: int) -> int | None:
+    """``url``'s port when its server is on this machine (then it is pinned), else None."""
+    parts = urlsplit(url)
+    return parts.port or default if parts.hostname in ("127.0.0.1", "localhost", "::1") else None
 
 
 def _sqlite(tmp: Path, name: str) -> str:
