@@ -57,6 +57,22 @@ async def test_ids_equal_once_cut_to_the_column_are_stored_and_counted_once(
     assert sorted(counters) == ["daily", "monthly", "none", "weekly"]
 
 
+async def test_a_batch_holding_stored_ids_adds_only_its_new_rows_to_the_counters(
+    store: SpendStore,
+) -> None:
+    """The usual batch (all new) and one holding ids already stored (a replayed spool),
+    which PostgreSQL's COPY refuses and the writer then writes row by row."""
+    assert await store.write([make_record("a", cost_nanos=1), make_record("b", cost_nanos=2)]) == 2
+    again = [make_record(rid, cost_nanos=cost) for rid, cost in (("b", 2), ("c", 4), ("d", 8))]
+    assert await store.write(again) == 2
+    assert await store.write([make_record("e", cost_nanos=16)]) == 1  # all new again
+    usage = await current_usage(store.engine, "key", "key-a", date(2026, 3, 2))
+    assert (usage["none"].requests, usage["daily"].spent_nanos) == (5, 31)
+    async with store.engine.connect() as conn:
+        ids = (await conn.execute(select(spend_ledger.c.request_id))).scalars().all()
+    assert sorted(ids) == ["a", "b", "c", "d", "e"]
+
+
 def test_cut_lengths_are_the_schemas() -> None:
     """spend_rows keeps the column lengths as literals (the ledger's child process does not
     load SQLAlchemy); they must be schema.py's."""
