@@ -195,7 +195,7 @@ class SharedLink:
             finally:
                 self._subscribed = False
                 self._update()
-                await _quietly(pubsub.aclose(), self.timeout)  # type: ignore[no-untyped-call]
+                await _quietly(pubsub.aclose(), self.timeout)
             await self._pause(self.interval)
 
     def _dispatch(self, data: bytes) -> None:
