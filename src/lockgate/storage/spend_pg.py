@@ -111,7 +111,7 @@ async def write_batch(pg: asyncpg.Connection, ordered: Sequence[LedgerRecord]) -
             await _add_counters(pg, ordered)
         return len(ordered)
     except asyncpg.UniqueViolationError:
-        pass  # an id already stored (or two equal once cut): rolled back, row by row now
+        pass  # an id already stored (or two equal once cut): rolled back, again with ON CONFLICT
     async with pg.transaction():
         result = await pg.fetch(_INSERT, *_columns(rows, len(LEDGER_COLUMNS)))
         inserted = {r[0] for r in result}
