@@ -51,7 +51,8 @@ def _where(engine: AsyncEngine, rng: Range) -> ColumnElement[bool]:
     conditions: list[ColumnElement[bool]] = [
         _L.created_at >= _naive_if_sqlite(engine, rng.start),
         _L.created_at < _naive_if_sqlite(engine, rng.end),
-        # created_at has no index of its own; the day column has, alone and with the model.
+        # created_at leads the (created_at, id) index; the day bounds let the day and
+        # (model_group, day) indexes narrow too.
         _L.day >= rng.start.astimezone(UTC).date(),
         _L.day <= rng.end.astimezone(UTC).date(),
     ]
