@@ -32,6 +32,12 @@ async def _warm(redis_url: str, shared_redis: SharedFactory) -> SharedAdmission:
     await limiter.check(LIMITS, model="m", tokens=TOKENS)  # granted with credit
     await budgets.settle(await budgets.reserve(BUDGETS, MAX_COST), 0)  # the lease asked for
     await asyncio.sleep(budget_leases.FLUSH_EVERY * 5)
+    # The lease arrives from Redis in the background: on a loaded machine the sleep alone
+    # was sometimes too short for it.
+    deadline = asyncio.get_running_loop().time() + 10
+    while admission.leases.find(budgets.holds(BUDGETS, budgets.clock())) is None:
+        assert asyncio.get_running_loop().time() < deadline, "no budget lease came"
+        await asyncio.sleep(budget_leases.FLUSH_EVERY)
     return admission
 
 
