@@ -3,17 +3,26 @@ against the core path, at concurrency 64, measured as `bench/overhead.py` measur
 
     .venv/bin/python bench/governance.py [--seconds 10] [--rounds 3]
         [--redis redis://127.0.0.1:6379/0] [--postgres postgresql://...:5432/test]
-        [--against REV [--variants memory,ledger only,redis+postgres]]
+        [--upstream lean|simulator] [--against REV [--variants memory,ledger only,...]]
 
-The gateway runs alone on core 0 (`taskset -c 0`); wrk (`-t1 -c64`), the simulator
-upstream (no delay), Redis, PostgreSQL and the ledger's writer process (the `writer_cpus`
-setting, for SQLite and PostgreSQL alike) on core 1. Redis and PostgreSQL, when local,
-are pinned there for the run, their backends included, and given their affinity back at
-the end: left to the scheduler, PostgreSQL's backend ran on the gateway's core too. The
-writer's CPU counts as the gateway's. At c64 the gateway's core is saturated, so
-requests/s measure its CPU per request. Variants, each a fresh gateway (started, warmed
-2 s, measured ``--seconds``, stopped), in turn within each round; each variant's median
-round is reported:
+The gateway runs alone on core 0 (`taskset -c 0`); wrk (`-t1 -c64`), the upstream, Redis,
+PostgreSQL and the ledger's writer process (the `writer_cpus` setting, for SQLite and
+PostgreSQL alike) on core 1. Redis and PostgreSQL, when local, are pinned there for the
+run, their backends included, and given their affinity back at the end: left to the
+scheduler, PostgreSQL's backend ran on the gateway's core too. The writer's CPU counts as
+the gateway's.
+
+The upstream is `bench/lean_upstream.py` (a fixed chat completion from a bare asyncio
+protocol) unless ``--upstream simulator`` asks for lockgate's provider simulator. With the
+simulator, the load core ran out before the gateway's core: the simulator cost it about as
+much CPU per request as the gateway costs its own, and the writer, PostgreSQL and Redis
+come on top in the governance variants, so the drop measured the load core's spare CPU
+(docs/governance.md, 2026-12-07). With the lean upstream the gateway's core is the one
+saturated at c64, so requests/s measure the gateway's CPU per request. Variants, each a
+fresh gateway (started, warmed 2 s, measured ``--seconds``, stopped), once a round, each
+run between two runs of `core` (core, ledger only, core, memory, core, ...): its drop is
+against the mean of those two, which cancels the machine's drift over the minute they
+span. Each variant's median is reported:
 
 - `core`: master key, `database: null`: no key lookup, no limits, no ledger;
 - `ledger only`: master key with the SQLite ledger (the default set-up);
@@ -32,10 +41,12 @@ ledger writer apart). This machine's speed drifts by more than a small change be
 runs minutes apart; pairs of runs seconds apart see through it.
 
 Prints requests/s per variant and the drop against `core` (target: less than 20%): the
-median of the drops measured within each round; and how busy the load core was. When it
+median of the drops of its rounds; and how busy the load core was. When it
 is near 100% while the gateway's is not, the load core (wrk, the upstream, Redis,
 PostgreSQL, the writer) was the limit, and the drop measures the machine's CPU per
-request more than the gateway's.
+request more than the gateway's. The last table splits each variant's CPU per request by
+process (bench/cpu_split.py): the gateway, its writer, the upstream, wrk (with this
+script), PostgreSQL, Redis and anything else that ran.
 """
 
 from __future__ import annotations
@@ -56,6 +67,7 @@ from urllib.parse import urlsplit
 import orjson
 
 import benchlib
+import cpu_split
 from benchlib import ROOT, BenchError, Service
 
 GATEWAY_CORE, LOAD_CORE = "0", "1"
@@ -98,10 +110,14 @@ def _virtual_key(port: int, team: str) -> str:
     return str(created["key"])
 
 
+Variants = dict[str, tuple[tuple[str, str], bool]]  # name -> (config sections, virtual key)
+
+
 @dataclass(frozen=True)
 class Run:
     measured: benchlib.Measured
     main_us: float  # the gateway's own process (not its ledger writer): CPU µs a request
+    split: dict[str, float]  # CPU µs a request by role (see cpu_split)
 
 
 def _variant(
@@ -121,14 +137,19 @@ def _variant(
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         benchlib.warm_up(url, script, connections=CONNECTIONS, seconds=2)
         main_before = benchlib.cpu_seconds([gateway.pid])
+        named = cpu_split.roles(gateway.pid, upstream.pid)
+        snap_before = benchlib.cpu_snapshot()
         measured = benchlib.measure(
             gateway, upstream, url, connections=CONNECTIONS, duration_s=seconds,
             script=script, cores=LOAD_CORE,
         )  # fmt: skip
+        snap_after = benchlib.cpu_snapshot()
         main = benchlib.cpu_seconds([gateway.pid]) - main_before
     if measured.wrk.error_count:
         raise BenchError(f"{name}: wrk errors {measured.wrk.errors}")
-    return Run(measured, 1e6 * main / max(measured.wrk.requests, 1))
+    requests = measured.wrk.requests
+    split = cpu_split.split(snap_before, snap_after, named, requests)
+    return Run(measured, 1e6 * main / max(requests, 1), split)
 
 
 def main() -> int:
@@ -137,6 +158,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--redis", help="e.g. redis://127.0.0.1:6379/0")
     parser.add_argument("--postgres", help="e.g. postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--upstream", choices=("lean", "simulator"), default="lean",
+        help="lean: bench/lean_upstream.py (default); simulator: lockgate's provider simulator",
+    )  # fmt: skip
     parser.add_argument(
         "--against", metavar="REV",
         help="compare this tree with git revision REV instead of the variants with core: "
@@ -148,50 +173,76 @@ def main() -> int:
     args = parser.parse_args()
     if args.against:
         return _compare(args)
-    results: dict[str, list[benchlib.Measured]] = {}
     with (
         tempfile.TemporaryDirectory(prefix="lockgate-gov-") as tmp_name,
         contextlib.ExitStack() as stack,
     ):
         tmp = Path(tmp_name)
         upstream, up_port, variants = _setting(tmp, stack, args)
-        n = 0
-        for _ in range(args.rounds):
-            for name, (sections, virtual) in variants.items():
-                n += 1
-                run = _variant(tmp, upstream, up_port, name, sections, virtual, args.seconds, n)
-                m = run.measured
-                results.setdefault(name, []).append(m)
-                print(
-                    f"  {name:15} {m.wrk.rps:8,.0f} req/s, gateway CPU"
-                    f" {m.cpu_ms_per_request:.3f} ms/req ({m.busy:.0%} of its core;"
-                    f" load core {m.load_core_busy:.0%} busy)",
-                    flush=True,
-                )
-    # The drop is taken within each round (the variant against the core run of the same
-    # round, seconds apart) and the median of those is reported: this machine's speed
-    # drifts by tens of percent over minutes, which a ratio of separate medians would mix in.
-    print(f"\nmedian of {args.rounds} rounds, {args.seconds:g} s each, c{CONNECTIONS}:")
-    for name, runs in results.items():
-        rate = statistics.median(m.wrk.rps for m in runs)
-        cpu = statistics.median(m.cpu_ms_per_request for m in runs)
-        load = statistics.median(m.load_core_busy for m in runs)
-        drops = [
-            (1 - m.wrk.rps / core.wrk.rps) * 100
-            for m, core in zip(runs, results["core"], strict=True)
-        ]
-        drop = statistics.median(drops)
-        rounds = ", ".join(f"{d:.1f}" for d in drops)
-        verdict = (
-            ""
-            if name == "core"
-            else f"  {drop:5.1f}% fewer ({rounds})  {'PASS' if drop < 20 else 'FAIL'}"
-        )
-        print(f"{name:15} {rate:8,.0f} req/s  {cpu:.3f} ms CPU/req  load core {load:4.0%}{verdict}")
+        runs, drops = _bracketed(tmp, upstream, up_port, variants, args)
+    _report(runs, drops, args)
     return 0
 
 
-Variants = dict[str, tuple[tuple[str, str], bool]]  # name -> (config sections, virtual key)
+def _bracketed(
+    tmp: Path, upstream: Service, up_port: int, variants: Variants, args: argparse.Namespace
+) -> tuple[dict[str, list[Run]], dict[str, list[float]]]:
+    """Every variant once a round, each between two runs of `core`: core, ledger only,
+    core, memory, core, ...; a variant's drop is against the mean of the core runs just
+    before and after it. This machine's speed drifts by tens of percent over minutes,
+    and a core run taken on one side only carried that drift into the drop."""
+    runs: dict[str, list[Run]] = {}
+    drops: dict[str, list[float]] = {}
+    n = 0
+
+    def one(name: str) -> Run:
+        nonlocal n
+        n += 1
+        sections, virtual = variants[name]
+        run = _variant(tmp, upstream, up_port, name, sections, virtual, args.seconds, n)
+        m = run.measured
+        runs.setdefault(name, []).append(run)
+        print(
+            f"  {name:15} {m.wrk.rps:8,.0f} req/s, gateway CPU"
+            f" {m.cpu_ms_per_request:.3f} ms/req ({m.busy:.0%} of its core;"
+            f" load core {m.load_core_busy:.0%} busy); µs/req:"
+            f" {cpu_split.describe(run.split)}",
+            flush=True,
+        )
+        return run
+
+    before = one("core").measured.wrk.rps
+    for _ in range(args.rounds):
+        for name in variants:
+            if name == "core":
+                continue
+            rate = one(name).measured.wrk.rps
+            after = one("core").measured.wrk.rps
+            drops.setdefault(name, []).append((1 - 2 * rate / (before + after)) * 100)
+            before = after
+    return runs, drops
+
+
+def _report(
+    runs: dict[str, list[Run]], drops: dict[str, list[float]], args: argparse.Namespace
+) -> None:
+    print(f"\nmedian of {args.rounds} rounds, {args.seconds:g} s each, c{CONNECTIONS}:")
+    for name, done in runs.items():
+        measured = [run.measured for run in done]
+        rate = statistics.median(m.wrk.rps for m in measured)
+        cpu = statistics.median(m.cpu_ms_per_request for m in measured)
+        load = statistics.median(m.load_core_busy for m in measured)
+        verdict = ""
+        if name in drops:
+            drop = statistics.median(drops[name])
+            rounds = ", ".join(f"{d:.1f}" for d in drops[name])
+            verdict = f"  {drop:5.1f}% fewer ({rounds})  {'PASS' if drop < 20 else 'FAIL'}"
+        print(f"{name:15} {rate:8,.0f} req/s  {cpu:.3f} ms CPU/req  load core {load:4.0%}{verdict}")
+    print("\nCPU µs per request by process (median of the variant's runs):")
+    for name, done in runs.items():
+        roles = {role for run in done for role in run.split}
+        median = {r: statistics.median(run.split.get(r, 0.0) for run in done) for r in roles}
+        print(f"{name:15} {cpu_split.describe(median)}")
 
 
 def _setting(
@@ -199,8 +250,11 @@ def _setting(
 ) -> tuple[Service, int, Variants]:
     """The upstream (started) and the variants' configuration."""
     up_port = benchlib.free_port()
-    argv = [sys.executable, "-m", "lockgate.providers.simulator", "--port", str(up_port)]
-    upstream = Service("upstream", [*argv, "--latency", "0ms"], LOAD_CORE, tmp, cwd=ROOT)
+    if args.upstream == "simulator":
+        argv = [sys.executable, "-m", "lockgate.providers.simulator", "--latency", "0ms"]
+    else:
+        argv = [sys.executable, str(ROOT / "bench" / "lean_upstream.py")]
+    upstream = Service("upstream", [*argv, "--port", str(up_port)], LOAD_CORE, tmp, cwd=ROOT)
     stack.enter_context(benchlib.running(upstream))
     upstream.wait_ready(f"http://127.0.0.1:{up_port}/v1/models")
     variants: Variants = {
