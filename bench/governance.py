@@ -22,7 +22,7 @@ saturated at c64, so requests/s measure the gateway's CPU per request. Variants,
 fresh gateway (started, warmed 2 s, measured ``--seconds``, stopped), once a round, each
 run between two runs of `core` (core, ledger only, core, memory, core, ...): its drop is
 against the mean of those two, which cancels the machine's drift over the minute they
-span. Each variant's median is reported:
+span (``--variants`` runs only those named, with core). Each variant's median is reported:
 
 - `core`: master key, `database: null`: no key lookup, no limits, no ledger;
 - `ledger only`: master key with the SQLite ledger (the default set-up);
@@ -34,7 +34,7 @@ span. Each variant's median is reported:
   prefix, deleted at the end).
 
 With ``--against REV`` it compares instead this tree with git revision REV (checked out
-in a temporary worktree, run from its ``src``) on the ``--variants`` chosen (default
+in a temporary worktree, run from its ``src``) on the ``--variants`` named (default
 memory): each round runs both, in alternating order, and prints the median of the
 within-pair differences in requests/s and in the gateway process's CPU per request (its
 ledger writer apart). This machine's speed drifts by more than a small change between
@@ -168,7 +168,8 @@ def main() -> int:
         "each round runs the chosen variants once on each, in alternating order",
     )  # fmt: skip
     parser.add_argument(
-        "--variants", default="memory", help="with --against: comma-separated (default memory)"
+        "--variants",
+        help="comma-separated, core aside (default: all; with --against: memory)",
     )
     args = parser.parse_args()
     if args.against:
@@ -179,6 +180,9 @@ def main() -> int:
     ):
         tmp = Path(tmp_name)
         upstream, up_port, variants = _setting(tmp, stack, args)
+        if args.variants:
+            kept = ["core", *_chosen(args.variants, variants)]
+            variants = {name: variants[name] for name in kept}
         runs, drops = _bracketed(tmp, upstream, up_port, variants, args)
     _report(runs, drops, args)
     return 0
@@ -288,10 +292,7 @@ def _compare(args: argparse.Namespace) -> int:
         tmp = Path(tmp_name)
         other = stack.enter_context(_checkout(args.against, tmp / "against"))
         upstream, up_port, variants = _setting(tmp, stack, args)
-        chosen = [name.strip() for name in args.variants.split(",")]
-        unknown = set(chosen) - set(variants)
-        if unknown:
-            raise BenchError(f"unknown variants {sorted(unknown)}; known: {sorted(variants)}")
+        chosen = _chosen(args.variants or "memory", variants)
         n = 0
         for round_ in range(args.rounds):
             for name in chosen:
@@ -322,6 +323,14 @@ def _compare(args: argparse.Namespace) -> int:
             f" {statistics.median(saved):+.1f} ({', '.join(f'{d:+.1f}' for d in saved)})"
         )
     return 0
+
+
+def _chosen(names: str, variants: Variants) -> list[str]:
+    chosen = [name.strip() for name in names.split(",") if name.strip() != "core"]
+    unknown = set(chosen) - set(variants)
+    if unknown:
+        raise BenchError(f"unknown variants {sorted(unknown)}; known: {sorted(variants)}")
+    return chosen
 
 
 @contextlib.contextmanager
