@@ -3,7 +3,8 @@ against the core path, at concurrency 64, measured as `bench/overhead.py` measur
 
     .venv/bin/python bench/governance.py [--seconds 10] [--rounds 3]
         [--redis redis://127.0.0.1:6379/0] [--postgres postgresql://...:5432/test]
-        [--upstream lean|simulator] [--against REV [--variants memory,ledger only,...]]
+        [--upstream lean|simulator] [--variants memory,...] [--record]
+        [--against REV [--variants memory,ledger only,...]]
 
 The gateway runs alone on core 0 (`taskset -c 0`); wrk (`-t1 -c64`), the upstream, Redis,
 PostgreSQL and the ledger's writer process (the `writer_cpus` setting, for SQLite and
@@ -46,7 +47,8 @@ is near 100% while the gateway's is not, the load core (wrk, the upstream, Redis
 PostgreSQL, the writer) was the limit, and the drop measures the machine's CPU per
 request more than the gateway's. The last table splits each variant's CPU per request by
 process (bench/cpu_split.py): the gateway, its writer, the upstream, wrk (with this
-script), PostgreSQL, Redis and anything else that ran.
+script), PostgreSQL, Redis and anything else that ran. ``--record`` writes that summary
+into bench/RESULTS.md (its `governance` section), with the command and the revision.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +71,7 @@ import orjson
 
 import benchlib
 import cpu_split
-from benchlib import ROOT, BenchError, Service
+from benchlib import BENCH, ROOT, BenchError, Service
 
 GATEWAY_CORE, LOAD_CORE = "0", "1"
 MASTER = "sk-bench-master"
@@ -171,9 +174,13 @@ def main() -> int:
         "--variants",
         help="comma-separated, core aside (default: all; with --against: memory)",
     )
+    parser.add_argument(
+        "--record", action="store_true", help="write the summary into bench/RESULTS.md"
+    )
     args = parser.parse_args()
     if args.against:
         return _compare(args)
+    started = time.time()
     with (
         tempfile.TemporaryDirectory(prefix="lockgate-gov-") as tmp_name,
         contextlib.ExitStack() as stack,
@@ -184,7 +191,10 @@ def main() -> int:
             kept = ["core", *_chosen(args.variants, variants)]
             variants = {name: variants[name] for name in kept}
         runs, drops = _bracketed(tmp, upstream, up_port, variants, args)
-    _report(runs, drops, args)
+    lines = _report(runs, drops, args)
+    print("", *lines, sep="\n")
+    if args.record:
+        _record(lines, started)
     return 0
 
 
@@ -229,8 +239,8 @@ def _bracketed(
 
 def _report(
     runs: dict[str, list[Run]], drops: dict[str, list[float]], args: argparse.Namespace
-) -> None:
-    print(f"\nmedian of {args.rounds} rounds, {args.seconds:g} s each, c{CONNECTIONS}:")
+) -> list[str]:
+    lines = [f"median of {args.rounds} rounds, {args.seconds:g} s each, c{CONNECTIONS}:"]
     for name, done in runs.items():
         measured = [run.measured for run in done]
         rate = statistics.median(m.wrk.rps for m in measured)
@@ -241,12 +251,44 @@ def _report(
             drop = statistics.median(drops[name])
             rounds = ", ".join(f"{d:.1f}" for d in drops[name])
             verdict = f"  {drop:5.1f}% fewer ({rounds})  {'PASS' if drop < 20 else 'FAIL'}"
-        print(f"{name:15} {rate:8,.0f} req/s  {cpu:.3f} ms CPU/req  load core {load:4.0%}{verdict}")
-    print("\nCPU µs per request by process (median of the variant's runs):")
+        lines.append(
+            f"{name:15} {rate:8,.0f} req/s  {cpu:.3f} ms CPU/req  load core {load:4.0%}{verdict}"
+        )
+    lines += ["", "CPU µs per request by process (median of the variant's runs):"]
     for name, done in runs.items():
         roles = {role for run in done for role in run.split}
         median = {r: statistics.median(run.split.get(r, 0.0) for run in done) for r in roles}
-        print(f"{name:15} {cpu_split.describe(median)}")
+        lines.append(f"{name:15} {cpu_split.describe(median)}")
+    return lines
+
+
+def _record(lines: list[str], started: float) -> None:
+    """``lines`` as bench/RESULTS.md's governance section, with the command that made them."""
+    command = " ".join([".venv/bin/python bench/governance.py", *sys.argv[1:]])
+    took = time.time() - started
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
+    text = "\n".join(
+        [
+            "## Governance overhead (`bench/governance.py`)",
+            "",
+            f"Written by `{command}` (started {when}, took {took:.0f} s) at"
+            f" {_revision()} on {benchlib.cpu_model()}. Target: less than 20% fewer"
+            " requests/s than `core` at c64, for memory and redis+postgres. The method,"
+            ' and earlier runs: docs/governance.md, "Cost per request".',
+            "",
+            "```",
+            *lines,
+            "```",
+        ]
+    )
+    benchlib.write_section(BENCH / "RESULTS.md", "governance", text)
+
+
+def _revision() -> str:
+    out = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+    )
+    return out.stdout.strip() or "an unknown revision"
 
 
 def _setting(
