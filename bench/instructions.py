@@ -77,6 +77,7 @@ def main() -> int:
     parser.add_argument("--against", metavar="REV")
     parser.add_argument("--redis", help="e.g. redis://127.0.0.1:6379/0")
     parser.add_argument("--postgres", help="e.g. postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--upstream", choices=("lean", "simulator"), default="lean")
     args = parser.parse_args()
     counts: dict[tuple[str, str], float] = {}
     with (
