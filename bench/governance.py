@@ -119,8 +119,12 @@ Variants = dict[str, tuple[tuple[str, str], bool]]  # name -> (config sections, 
 @dataclass(frozen=True)
 class Run:
     measured: benchlib.Measured
-    main_us: float  # the gateway's own process (not its ledger writer): CPU µs a request
     split: dict[str, float]  # CPU µs a request by role (see cpu_split)
+
+    @property
+    def main_us(self) -> float:
+        """The gateway's own process (not its ledger writer): CPU µs a request."""
+        return self.split.get("gateway", 0.0)
 
 
 def _variant(
@@ -139,7 +143,6 @@ def _variant(
         script = benchlib.write_wrk_script(tmp / f"wrk-{n}.lua", BODY, key)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         benchlib.warm_up(url, script, connections=CONNECTIONS, seconds=2)
-        main_before = benchlib.cpu_seconds([gateway.pid])
         named = cpu_split.roles(gateway.pid, upstream.pid)
         snap_before = benchlib.cpu_snapshot()
         measured = benchlib.measure(
@@ -147,12 +150,9 @@ def _variant(
             script=script, cores=LOAD_CORE,
         )  # fmt: skip
         snap_after = benchlib.cpu_snapshot()
-        main = benchlib.cpu_seconds([gateway.pid]) - main_before
     if measured.wrk.error_count:
         raise BenchError(f"{name}: wrk errors {measured.wrk.errors}")
-    requests = measured.wrk.requests
-    split = cpu_split.split(snap_before, snap_after, named, requests)
-    return Run(measured, 1e6 * main / max(requests, 1), split)
+    return Run(measured, cpu_split.split(snap_before, snap_after, named, measured.wrk.requests))
 
 
 def main() -> int:

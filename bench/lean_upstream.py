@@ -23,7 +23,7 @@ import socket
 
 import httptools
 
-from upstream import chat_body
+from upstream import chat_body, listening_socket
 
 
 def _reply(body: bytes) -> bytes:
@@ -97,11 +97,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
     args = parser.parse_args()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
-    sock.listen(4096)
-    sock.setblocking(False)
+    sock = listening_socket(args.host, args.port)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(serve(sock))
 

@@ -126,7 +126,7 @@ async def serve(args: argparse.Namespace, sock: socket.socket) -> None:
     await runner.cleanup()
 
 
-def _socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -139,7 +139,7 @@ def _socket(host: str, port: int) -> socket.socket:
 def _run(args: argparse.Namespace) -> None:
     import uvloop
 
-    sock = _socket(args.host, args.port)
+    sock = listening_socket(args.host, args.port)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(serve(args, sock))
 

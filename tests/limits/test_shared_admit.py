@@ -45,7 +45,7 @@ def _lefts(admission: SharedAdmission) -> list[int]:
 
 
 def _missing(admission: SharedAdmission) -> str:
-    """What kept ``admit`` from admitting in one step (this test is flaky in the full suite)."""
+    """What kept ``admit`` from admitting in one step: the credits and the lease found."""
     rules = admission.limiter.select(LIMITS, "m").rules
     holds = admission.budgets.holds(BUDGETS, admission.budgets.clock())
     return f"credits {admission.credits.find(rules)!r}, lease {admission.leases.find(holds)!r}"
