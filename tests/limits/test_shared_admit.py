@@ -111,6 +111,32 @@ async def test_nothing_is_taken_when_a_credit_has_run_out(
     await admission.budgets.close()
 
 
+async def test_a_credit_past_its_life_is_used_while_its_top_up_is_on_its_way(
+    redis_url: str, shared_redis: SharedFactory
+) -> None:
+    """Under load a top-up can come back after the credit's life: the credit is used for
+    one more life meanwhile (else every request goes to Redis), and not after that."""
+    admission = await _warm(redis_url, shared_redis)
+    found = admission.credits.find(admission.limiter.select(LIMITS, "m").rules)
+    assert found is not None
+    now = time.monotonic()
+    for credit in found:
+        credit.until, credit.busy = now - 0.001, True  # expired, its top-up on its way
+    lefts = _lefts(admission)
+    finish = admission.admit(RequestContext("r1"), PRINCIPAL, "m", TOKENS, MAX_COST)
+    assert finish is not None, _missing(admission)
+    assert all(after < before for after, before in zip(_lefts(admission), lefts, strict=True))
+    for credit in found:
+        credit.until = now - credit.life - 0.001  # and past one more life
+    assert admission.admit(RequestContext("r2"), PRINCIPAL, "m", TOKENS, MAX_COST) is None
+    for credit in found:
+        credit.until, credit.busy = now - 0.001, False  # expired, no top-up coming
+    assert admission.admit(RequestContext("r3"), PRINCIPAL, "m", TOKENS, MAX_COST) is None
+    finish()
+    await admission.limiter.close()
+    await admission.budgets.close()
+
+
 async def test_a_correction_goes_to_redis_when_the_credit_went_meanwhile(
     redis_url: str, shared_redis: SharedFactory
 ) -> None:

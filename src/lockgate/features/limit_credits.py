@@ -7,8 +7,12 @@ token estimate corrected afterwards comes out of (or goes back into) it. Before 
 runs low, or within half its ``credit_life`` of expiring, it is topped up in the
 background, so that under steady load requests do not wait for Redis. A credit not
 topped up for ``credit_life`` (a window's 1/512, a second at most: the replica's traffic
-on that limit stopped) is given back by the same refund a settled estimate uses. Redis's
-cell always counts at least what was admitted, so N replicas still enforce one limit.
+on that limit stopped) is given back by the same refund a settled estimate uses. A credit
+whose top-up is on its way stays usable for one more life: under load a round trip can
+take longer than the half life the top-up was sent at (50-100 ms at c64 on 2 cores, with
+the event loop saturated), and without that every request would go to Redis until it
+came back. Redis's cell always counts at least what was admitted, so N replicas still
+enforce one limit.
 
 Credit is only taken on a limit that is large against a request: ``CREDIT_REQUESTS``
 requests' worth must be at most ``1/CREDIT_RATIO`` of the window (a credit used up before
@@ -44,11 +48,13 @@ def credit_life(rule: Rule) -> float:
 
 
 class Credit:
-    __slots__ = ("busy", "half_life", "left", "now", "rule", "seen", "tat", "until", "want")
+    __slots__ = ("busy", "half_life", "left", "life", "now", "rule", "seen", "tat", "until",
+                 "want")  # fmt: skip
 
     def __init__(self, rule: Rule, want: int) -> None:
         self.rule = rule
-        self.half_life = credit_life(rule) / 2  # topped up once this close to expiring
+        self.life = credit_life(rule)
+        self.half_life = self.life / 2  # topped up once this close to expiring
         self.left = 0  # µs of the cell charged in Redis and not yet used here
         self.until = 0.0  # monotonic time the credit expires at
         self.tat = 0  # the cell's TAT and the server's time (µs) as last seen, and when
@@ -56,6 +62,11 @@ class Credit:
         self.seen = 0.0
         self.want = want
         self.busy = False  # a top-up is on its way
+
+    def expired(self, mono: float) -> bool:
+        """Past its life (called once ``until`` is past): a credit being topped up may be
+        used for one more life while its top-up is on its way."""
+        return not self.busy or mono >= self.until + self.life
 
 
 # Top-up: charge ``wants`` (µs per rule) as credit; returns (server now, TATs, granted).
@@ -124,7 +135,7 @@ class LimitCredits:
         """``take`` on credits already found (``find``)."""
         mono = self._clock()
         for credit, cost in zip(found, costs, strict=True):
-            if credit.until <= mono:
+            if credit.until <= mono and credit.expired(mono):
                 return None
             if credit.left < cost:  # used up before its top-up came: take more next time
                 rule = credit.rule
@@ -163,7 +174,7 @@ class LimitCredits:
                 credit = self._credits[rule.key] = Credit(rule, amount)
                 self.generation += 1
                 self._sweeper.start()
-            credit.until = mono + credit_life(rule)
+            credit.until = mono + credit.life
             credit.left += amount
             credit.tat, credit.now, credit.seen = tat, now, mono
 
@@ -178,7 +189,7 @@ class LimitCredits:
         """``adjust`` on credits found while ``generation`` was what it is now."""
         mono = self._clock()
         for credit, delta in zip(found, deltas, strict=True):
-            if credit.until <= mono or credit.left < delta:
+            if (credit.until <= mono and credit.expired(mono)) or credit.left < delta:
                 return False
         for credit, delta in zip(found, deltas, strict=True):
             credit.left -= delta
