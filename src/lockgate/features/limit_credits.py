@@ -64,9 +64,10 @@ class Credit:
         self.busy = False  # a top-up is on its way
 
     def expired(self, mono: float) -> bool:
-        """Past its life (called once ``until`` is past): a credit being topped up may be
-        used for one more life while its top-up is on its way."""
-        return not self.busy or mono >= self.until + self.life
+        """Past its life; a credit being topped up may be used for one more life while its
+        top-up is on its way. (Callers test ``until <= mono`` first: the common case.)"""
+        until = self.until
+        return mono >= until and (not self.busy or mono >= until + self.life)
 
 
 # Top-up: charge ``wants`` (µs per rule) as credit; returns (server now, TATs, granted).
