@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import orjson
 
@@ -32,7 +32,7 @@ from lockgate.core.accounting import (
 from lockgate.core.auth import Authenticator
 from lockgate.core.errors import AllAttemptsFailed, ContextWindowExceeded, GatewayError
 from lockgate.core.fallback import FallbackChain
-from lockgate.core.gate import Finish, Gate
+from lockgate.core.gate import LATER, Finish, Gate, Later
 from lockgate.core.retry import Failures, Retrier, RetryBudget
 from lockgate.core.router import Deployment, Router
 from lockgate.core.tasks import TaskTracker
@@ -108,10 +108,17 @@ class Pipeline:
                 raise
             self.tracing.step(ctx, "authenticate", started)
 
-    async def _admit(self, ctx: RequestContext, model: str, body: JSON) -> Finish | None:
+    def _admit_now(
+        self, ctx: RequestContext, model: str, body: JSON
+    ) -> Finish | Literal[Later.LATER] | None:
+        """The admit step where it needs no waiting, else LATER: await ``_admit_later``."""
         if self.gate is None:
             return None
-        return await self.gate.admit(ctx, self.router.resolve(model)[0], body)
+        return self.gate.admit_now(ctx, self.router.resolve(model)[0], body)
+
+    async def _admit_later(self, ctx: RequestContext, model: str, body: JSON) -> Finish | None:
+        assert self.gate is not None  # without one, _admit_now answers
+        return await self.gate.admit_later(ctx, self.router.resolve(model)[0], body)
 
     def _settle(
         self,
@@ -128,7 +135,9 @@ class Pipeline:
 
     async def chat(self, req: ChatRequest, ctx: RequestContext) -> ChatResponse:
         await self.authenticate(ctx)
-        finish = await self._admit(ctx, req.model, req.body)
+        finish = self._admit_now(ctx, req.model, req.body)
+        if finish is LATER:
+            finish = await self._admit_later(ctx, req.model, req.body)
         try:
             result = await self._chat(req, ctx)
         except BaseException as exc:
@@ -181,7 +190,9 @@ class Pipeline:
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> EmbeddingResponse:
         await self.authenticate(ctx)
         ctx.operation = "embeddings"
-        finish = await self._admit(ctx, req.model, req.body)
+        finish = self._admit_now(ctx, req.model, req.body)
+        if finish is LATER:
+            finish = await self._admit_later(ctx, req.model, req.body)
 
         def call(dep: Deployment, model: str) -> Awaitable[EmbeddingResponse]:
             return self._timed(ctx, dep, model, dep.adapter.embed(req.body, model))
@@ -199,7 +210,9 @@ class Pipeline:
         first byte can still be retried or fall back, and otherwise reaches the client as
         an ordinary error response."""
         await self.authenticate(ctx)
-        finish = await self._admit(ctx, req.model, req.body)
+        finish = self._admit_now(ctx, req.model, req.body)
+        if finish is LATER:
+            finish = await self._admit_later(ctx, req.model, req.body)
         try:
             stream = await self._chat_stream(req, ctx)
             self._keep_bodies(ctx, req.body, None)  # a stream's answer is not kept

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+import orjson
 
 from lockgate.core.accounting import Pricer, estimate_prompt_tokens
 from lockgate.core.errors import PermissionDenied
-from lockgate.core.gate import Finish
+from lockgate.core.gate import LATER, Finish, Later
 from lockgate.core.router import ModelGroup
 from lockgate.core.tasks import TaskTracker
 from lockgate.core.types import JSON, Principal, RequestContext, Usage
@@ -110,7 +112,9 @@ class Governor:
             else None
         )
 
-    async def admit(self, ctx: RequestContext, group: ModelGroup, body: JSON) -> Finish | None:
+    def admit_now(
+        self, ctx: RequestContext, group: ModelGroup, body: JSON
+    ) -> Finish | Literal[Later.LATER] | None:
         principal = ctx.principal
         if principal is None:
             return None
@@ -123,15 +127,34 @@ class Governor:
             )
         if not principal.limits and not principal.budgets:
             return None
-        prompt, output = input_tokens(body), output_tokens(body)
+        if self._local is None and self._shared is None:
+            return LATER
+        # input_tokens and output_tokens, their common case written out (every request)
+        messages = body.get("messages")
+        prompt = len(orjson.dumps(messages)) // 4 if messages else input_tokens(body)
+        output = body.get("max_completion_tokens") or body.get("max_tokens")
+        if not isinstance(output, int) or output <= 0:
+            output = output_tokens(body)
+        max_cost = self._max_cost(group, prompt, output) if principal.budgets else 0
         if self._local is not None:
-            max_cost = self._max_cost(group, prompt, output) if principal.budgets else 0
             return self._local.admit(ctx, principal, group.name, prompt + output, max_cost)
-        if self._shared is not None:
-            max_cost = self._max_cost(group, prompt, output) if principal.budgets else 0
-            shared = self._shared.admit(ctx, principal, group.name, prompt + output, max_cost)
-            if shared is not None:
-                return shared
+        assert self._shared is not None
+        shared = self._shared.admit(ctx, principal, group.name, prompt + output, max_cost)
+        return LATER if shared is None else shared
+
+    async def admit(self, ctx: RequestContext, group: ModelGroup, body: JSON) -> Finish | None:
+        """``admit_now``, else ``admit_later``."""
+        now = self.admit_now(ctx, group, body)
+        return await self.admit_later(ctx, group, body) if now is LATER else now
+
+    async def admit_later(
+        self, ctx: RequestContext, group: ModelGroup, body: JSON
+    ) -> Finish | None:
+        """What ``admit_now`` could not answer: a shared engine without credit or leases
+        for it (a round trip to Redis)."""
+        principal = ctx.principal
+        assert principal is not None  # admit_now answers for requests without one
+        prompt, output = input_tokens(body), output_tokens(body)
         if self._instant is not None:
             instant = await self._admit_instant(ctx, principal, group, prompt, output)
             if instant is not None:
