@@ -70,12 +70,15 @@ class Hold:
     floor: int  # the ledger's spend for this period, or -1 when it does not apply
     key: str = field(init=False)  # the counters' name: scope, id and period
     alerts: tuple[tuple[str, int], ...] = field(init=False)  # (label, amount) to alert at
+    alert_floor: float = field(init=False)  # the smallest amount (inf: no alerts)
 
     def __post_init__(self) -> None:
         budget = self.budget
         key = f"{budget.scope}:{quote(budget.scope_id, safe='')}:{self.period}"
         object.__setattr__(self, "key", key)
-        object.__setattr__(self, "alerts", tuple(budget.alert_amounts()))
+        alerts = tuple(budget.alert_amounts())
+        object.__setattr__(self, "alerts", alerts)
+        object.__setattr__(self, "alert_floor", min((a for _, a in alerts), default=math.inf))
 
     def keep_until(self) -> float | None:
         """When the counters may be dropped: after the period, once late settles are in."""
@@ -331,11 +334,14 @@ class LocalBudgets:
     ) -> list[BudgetAlert]:
         """Settle reservation ``rid`` on its holds' counters with the real ``cost``."""
         alerts: list[BudgetAlert] = []
-        for hold, c in zip(holds, counters, strict=True):
+        # zip(strict=True) costs a keyword parse: holds and counters are of one length
+        for hold, c in zip(holds, counters):  # noqa: B905
             held = c.held.pop(rid, None)
             if held is not None:
                 c.reserved -= held[0]
             c.spent += cost
+            if c.spent < hold.alert_floor:  # under every alert (every request, mostly)
+                continue
             for threshold, amount in hold.alerts:
                 if c.spent >= amount and threshold not in c.fired:
                     c.fired.add(threshold)

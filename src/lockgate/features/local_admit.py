@@ -3,8 +3,8 @@
 A request against in-process engines touches what its principal counts against: the GCRA
 cells of its limits (ratelimit.py) and today's counters of its budgets (budgets.py). They
 are found once per principal and model and kept in an ``Account``; a request then tests
-every cell and counter, commits only when all admit it, and gets a ``Pass`` whose
-``settle`` corrects them when it is over. This is the engines' own arithmetic
+every cell and counter, commits only when all admit it, and gets its ``Finish`` (a
+partial of ``_settle``), which corrects them when it is over. This is the engines' own arithmetic
 (``charge``, ``Counters.no_room``, ``hold``, ``correct``, ``release``), with the look-ups,
 plans and tickets of a separate check and reservation left out: it runs for every request.
 
@@ -16,12 +16,13 @@ refusal (message and headers) from the limiter; a budget without room goes the l
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from lockgate.core.gate import Finish
 from lockgate.core.memo import ByIdentity
 from lockgate.core.types import Principal, RequestContext
 from lockgate.features.budgets import Counters, Hold, LocalBudgets
-from lockgate.features.ratelimit import US, CellPlan, LocalRateLimiter, charge, grant_headers
+from lockgate.features.ratelimit import US, CellPlan, LocalRateLimiter, charge, commit
 
 log = logging.getLogger("lockgate.limits")
 DAY = 86_400
@@ -36,14 +37,14 @@ def used_tokens(ctx: RequestContext) -> int:
 class Account:
     """What one principal's requests for one model count against, found once."""
 
-    __slots__ = ("cells", "charged", "counters", "generation", "holds", "limits", "plan", "until")
+    __slots__ = ("cells", "charged", "counters", "epoch", "holds", "limits", "plan", "until")
 
     def __init__(
         self,
         plan: CellPlan,
         holds: tuple[Hold, ...],
         counters: tuple[Counters, ...],
-        generation: tuple[int, int],
+        epoch: int,
         until: float,
     ) -> None:
         self.plan = plan
@@ -52,43 +53,10 @@ class Account:
         self.holds = holds
         self.counters = counters
         self.limits = tuple(hold.budget.limit for hold in holds)
-        self.generation = generation  # the engines' sweeps when it was found
+        # The engines' sweeps (their ``generation`` summed) when it was found: both only
+        # grow, so the sum moves whenever either does.
+        self.epoch = epoch
         self.until = until  # epoch seconds: the end of the UTC day it was found in
-
-
-class Pass:
-    """An admitted request: what it took, for ``settle`` to correct."""
-
-    __slots__ = ("account", "ctx", "owner", "rid", "tokens")
-
-    def __init__(
-        self,
-        owner: LocalAdmission,
-        account: Account,
-        ctx: RequestContext,
-        tokens: int,
-        rid: str | int,
-    ) -> None:
-        self.owner = owner
-        self.account = account
-        self.ctx = ctx
-        self.tokens = tokens  # the estimate the token cells were charged
-        self.rid = rid  # the budget reservation's id (0: no budget)
-
-    def settle(self) -> None:
-        """The request is over: its real tokens on the cells, its cost on the budgets."""
-        ctx, account = self.ctx, self.account
-        try:
-            used = used_tokens(ctx)
-            if used != self.tokens and account.charged:
-                self.owner.limiter.correct(account.charged, self.tokens, used)
-            if account.counters:
-                cost = ctx.cost or 0
-                self.owner.budgets.release(
-                    account.holds, account.counters, self.rid, cost if cost > 0 else 0
-                )
-        except Exception:
-            log.exception("settling a request's limits and budget failed")
 
 
 class LocalAdmission:
@@ -113,7 +81,8 @@ class LocalAdmission:
         self, ctx: RequestContext, principal: Principal, model: str, tokens: int, max_cost: int
     ) -> Finish:
         """Admit a request of ``tokens`` (estimated) that may cost ``max_cost``, or raise
-        RateLimitExceeded / BudgetExceeded having taken nothing."""
+        RateLimitExceeded / BudgetExceeded having taken nothing. Written out, with few
+        calls (and no ``zip(strict=True)``: a keyword parse): it runs for every request."""
         limiter, budgets = self.limiter, self.budgets
         wall = self._wall()
         now = int(self._monotonic() * US)
@@ -121,30 +90,46 @@ class LocalAdmission:
         if self._requests % self._SWEEP_EVERY == 0:
             limiter.sweep(now)
             budgets.sweep(wall)
-        account = self._accounts.get(principal, model, self._account_of)
-        if (
-            wall >= account.until
-            or account.generation[0] != limiter.generation
-            or account.generation[1] != budgets.generation
-        ):
+        found = self._accounts.seen.get((id(principal), model))  # ByIdentity.get, inline
+        if found is not None and found[0] is principal:
+            account = found[1]
+        else:
+            account = self._accounts.get(principal, model, self._account_of)
+        if wall >= account.until or account.epoch != limiter.generation + budgets.generation:
             self._accounts.clear()  # a new day, or a sweep: found again
             account = self._accounts.get(principal, model, self._account_of)
-        after = charge(account.cells, tokens, now)
-        if after is None:
+        cells = account.cells
+        waits = charge(cells, tokens, now)
+        if waits is None:
             limiter.refuse(account.plan, tokens, now)
         rid: str | int = 0
         if account.counters:
-            for c, limit in zip(account.counters, account.limits, strict=True):
-                if c.no_room(limit, max_cost):  # the long way: expire lost ones, or refuse
+            # zip(strict=True) costs a keyword parse: these are of one length
+            for c, limit in zip(account.counters, account.limits):  # noqa: B905
+                # Counters.no_room, written out
+                if c.spent >= limit or c.spent + c.reserved + max_cost > limit:
+                    # the long way: expire lost reservations, or refuse
                     rid = budgets.reserve_now(account.holds, max_cost, wall).id
                     break
             else:
                 rid = budgets.hold(account.counters, max_cost, wall)
-        for cell, tat in zip(account.cells, after, strict=True):
-            cell.tat = tat
-        if account.cells:
-            ctx.limit_headers = grant_headers(account.cells, now, after)
-        return Pass(self, account, ctx, tokens, rid).settle
+        if cells:
+            ctx.limit_headers = commit(cells, waits, now)
+        return partial(self._settle, account, ctx, tokens, rid)
+
+    def _settle(self, account: Account, ctx: RequestContext, tokens: int, rid: str | int) -> None:
+        """The request is over: its real tokens on the cells (charged ``tokens``), its cost
+        on the budgets (reservation ``rid``)."""
+        try:
+            usage = ctx.usage  # used_tokens, written out
+            used = usage.prompt_tokens + usage.completion_tokens if usage is not None else 0
+            if used != tokens and account.charged:
+                self.limiter.correct(account.charged, tokens, used)
+            if account.counters:
+                cost = ctx.cost or 0
+                self.budgets.release(account.holds, account.counters, rid, cost if cost > 0 else 0)
+        except Exception:
+            log.exception("settling a request's limits and budget failed")
 
     def _find(self, principal: Principal, model: str) -> Account:
         limiter, budgets = self.limiter, self.budgets
@@ -152,5 +137,4 @@ class LocalAdmission:
         plan = limiter.plan_for(principal.limits, model)
         holds, counters = budgets.counters_for(principal.budgets, wall)
         until = (wall // DAY + 1) * DAY
-        generation = (limiter.generation, budgets.generation)
-        return Account(plan, holds, counters, generation, until)
+        return Account(plan, holds, counters, limiter.generation + budgets.generation, until)

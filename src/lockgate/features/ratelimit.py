@@ -213,7 +213,8 @@ def decide(
     if metrics is not None:
         metrics.limited(rule.scope, rule.name)
     headers = grant_headers([rule], now, [tat])  # the refusing limit's unit shows that limit
-    headers.update(grant_headers(rules, now, tats, skip_unit=rule.unit))
+    others = [(r, t) for r, t in zip(rules, tats, strict=True) if r.unit != rule.unit]
+    headers.update(grant_headers([r for r, _ in others], now, [t for _, t in others]))
     if math.isinf(wait):
         message = (
             f"The limit on {rule.describe()} is 0: nothing is admitted."
@@ -250,80 +251,102 @@ class Figures(Protocol):
     def requests(self) -> bool: ...
 
 
-def grant_headers(
-    rules: Sequence[Figures], now: int, tats: Sequence[int], skip_unit: str | None = None
-) -> dict[str, str]:
+def grant_headers(rules: Sequence[Figures], now: int, tats: Sequence[int]) -> dict[str, str]:
+    """OpenAI's headers for limits whose TATs are ``tats`` at ``now``."""
+    return headers_of(rules, [tat - now for tat in tats])
+
+
+def headers_of(rules: Sequence[Figures], waits: Sequence[int]) -> dict[str, str]:
     """OpenAI's headers, per unit for the limit closest to running out (on a tie, the
-    smaller limit). Runs for every admitted request, hence written out flat: no tuples,
-    one dict built at once."""
+    smaller limit), for limits whose TATs are ``waits`` µs ahead of now."""
+    return _headers(rules, waits, None, 0)
+
+
+def commit(cells: Sequence[Cell], waits: Sequence[int], now: int) -> dict[str, str]:
+    """Set the cells' TATs to ``waits`` (``charge``'s) ahead of ``now`` and return their
+    headers, in one pass."""
+    return _headers(cells, waits, cells, now)
+
+
+def _headers(
+    rules: Sequence[Figures], waits: Sequence[int], cells: Sequence[Cell] | None, now: int
+) -> dict[str, str]:
+    """``headers_of``, and with ``cells`` (``rules`` themselves) ``commit``. Runs for
+    every admitted request, hence written out flat: no calls but ``str``, one dict built
+    at once."""
     req: Figures | None = None  # the requests limit closest to running out, its units
-    tok: Figures | None = None  # left and its TAT; the same for tokens
-    req_left = tok_left = req_tat = tok_tat = 0
+    tok: Figures | None = None  # left and how far its TAT is; the same for tokens
+    req_left = tok_left = req_wait = tok_wait = 0
     for i, rule in enumerate(rules):
-        if skip_unit is not None and rule.unit == skip_unit:
-            continue
-        tat, limit, window = tats[i], rule.limit, rule.window_us
-        room = now + window - (tat if tat > now else now)  # units admitted now, at most:
-        left = room * limit // window if room > 0 else 0
-        if left > limit:
+        wait = waits[i]
+        if cells is not None:
+            cells[i].tat = now + wait
+        limit = rule.limit
+        if wait <= 0:
             left = limit
+        else:
+            window = rule.window_us
+            left = (window - wait) * limit // window if wait < window else 0
+            if left > limit:
+                left = limit
         if rule.requests:
             if req is None or left < req_left or (left == req_left and limit < req.limit):
-                req, req_left, req_tat = rule, left, tat
+                req, req_left, req_wait = rule, left, wait
         elif tok is None or left < tok_left or (left == tok_left and limit < tok.limit):
-            tok, tok_left, tok_tat = rule, left, tat
+            tok, tok_left, tok_wait = rule, left, wait
+    # reset_text, written out: "0s", "1ms" ... "999ms", else openai_duration_ms
     if tok is None:
         if req is None:
             return {}
+        ms = -(-req_wait // 1000) if req_wait > 0 else 0
         return {
             "x-ratelimit-limit-requests": req.limit_text,
             "x-ratelimit-remaining-requests": str(req_left),
-            "x-ratelimit-reset-requests": reset_text(req_tat - now),
+            "x-ratelimit-reset-requests": _RESETS[ms] if ms < 1000 else openai_duration_ms(ms),
         }
+    tok_ms = -(-tok_wait // 1000) if tok_wait > 0 else 0
+    tok_reset = _RESETS[tok_ms] if tok_ms < 1000 else openai_duration_ms(tok_ms)
     if req is None:
         return {
             "x-ratelimit-limit-tokens": tok.limit_text,
             "x-ratelimit-remaining-tokens": str(tok_left),
-            "x-ratelimit-reset-tokens": reset_text(tok_tat - now),
+            "x-ratelimit-reset-tokens": tok_reset,
         }
+    ms = -(-req_wait // 1000) if req_wait > 0 else 0
     return {
         "x-ratelimit-limit-requests": req.limit_text,
         "x-ratelimit-remaining-requests": str(req_left),
-        "x-ratelimit-reset-requests": reset_text(req_tat - now),
+        "x-ratelimit-reset-requests": _RESETS[ms] if ms < 1000 else openai_duration_ms(ms),
         "x-ratelimit-limit-tokens": tok.limit_text,
         "x-ratelimit-remaining-tokens": str(tok_left),
-        "x-ratelimit-reset-tokens": reset_text(tok_tat - now),
+        "x-ratelimit-reset-tokens": tok_reset,
     }
 
 
-# "0s", "1ms" ... "999ms": a large limit's reset is a few milliseconds away, every request.
+# "0s", "1ms" ... "999ms": a large limit's reset is a few milliseconds away, every request
+# (_headers' reset texts; a second or more is openai_duration_ms's).
 _RESETS = ("0s", *(f"{ms}ms" for ms in range(1, 1000)))
 
 
-def reset_text(us: int) -> str:
-    """OpenAI's wording of a reset ``us`` microseconds away (rounded up to the ms)."""
-    ms = -(-us // 1000) if us > 0 else 0
-    return _RESETS[ms] if ms < 1000 else openai_duration_ms(ms)
-
-
 def charge(cells: Sequence[Cell], tokens: int, now: int) -> list[int] | None:
-    """The cells' TATs after admitting a request of ``tokens`` at ``now``, or None when
-    one refuses it (GCRA; nothing is changed). Written out, without calls: it runs for
-    every request."""
-    after: list[int] = []
+    """How far each cell's TAT is ahead of ``now`` (µs) after admitting a request of
+    ``tokens``, or None when one refuses it (GCRA; nothing is changed). Written out,
+    without calls: it runs for every request. Offsets, not TATs: TATs and ``now`` are
+    large ints whose arithmetic is slow, their differences small ones."""
+    waits: list[int] = []
     for cell in cells:
-        tat = cell.tat
-        if tat < now:
-            tat = now
+        wait = cell.tat - now
+        if wait < 0:
+            wait = 0
         window = cell.window_us
         if cell.requests:
-            tat += cell.request_cost
+            wait += cell.request_cost
         else:  # Rule.cost_us(tokens), written out
-            tat += -(-tokens * window // cell.limit) if cell.limit > 0 else window + 1
-        if tat - now > window:
+            wait += -(-tokens * window // cell.limit) if cell.limit > 0 else window + 1
+        if wait > window:
             return None
-        after.append(tat)
-    return after
+        waits.append(wait)
+    return waits
 
 
 class Cell:
@@ -412,12 +435,10 @@ class LocalRateLimiter:
         if self._checks % self._SWEEP_EVERY == 0:
             self.sweep(now)
             plan = self._plan(plan.rules)  # its cells may have been swept
-        after = charge(plan.cells, tokens, now)
-        if after is None:
+        waits = charge(plan.cells, tokens, now)
+        if waits is None:
             self.refuse(plan, tokens, now)
-        for cell, tat in zip(plan.cells, after, strict=True):
-            cell.tat = tat
-        headers = grant_headers(plan.cells, now, after)
+        headers = commit(plan.cells, waits, now)
         return Grant(headers, Ticket(plan.charged_rules, tokens, "local", plan.charged))
 
     def sweep(self, now: int) -> None:
@@ -457,10 +478,22 @@ class LocalRateLimiter:
     def correct(self, cells: Iterable[Cell], estimate: int, tokens: int) -> None:
         """Move token cells charged ``estimate`` to the real count ``tokens``: a refund
         comes off the TAT, an extra charge goes on from now."""
-        now = int(self.clock() * US)
+        now = 0  # read when first needed: a large limit's correction is often 0 µs
         for cell in cells:
+            limit = cell.limit
+            if limit <= 0:  # Rule.cost_us is the same for any amount: nothing to correct
+                continue
+            # Rule.cost_us(tokens) - Rule.cost_us(estimate), written out (every request)
+            window = cell.window_us
+            delta = -estimate * window // limit - -tokens * window // limit
+            if delta == 0:
+                continue
             if not cell.live:  # swept while the request was in flight: its replacement
                 cell = self._cell(cell.rule)
-            delta = cell.rule.cost_us(tokens) - cell.rule.cost_us(estimate)
+            if delta < 0:
+                cell.tat += delta
+                continue
+            if not now:
+                now = int(self.clock() * US)
             tat = cell.tat
-            cell.tat = (tat if tat > now else now) + delta if delta > 0 else tat + delta
+            cell.tat = (tat if tat > now else now) + delta
