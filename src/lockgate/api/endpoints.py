@@ -72,7 +72,9 @@ async def serve(state: GatewayState, endpoint: Endpoint, ex: Exchange) -> int:
         if reply is None:
             status = 200
         else:
-            reply.headers = {**ctx.response_headers(), **reply.headers}
+            merged = ctx.response_headers()  # a new dict: the reply's own headers win
+            merged.update(reply.headers)
+            reply.headers = merged
             ex.reply(reply)
             status = reply.status
     except GatewayError as exc:
