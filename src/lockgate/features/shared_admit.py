@@ -5,8 +5,8 @@ Under steady load a principal's requests are admitted from this replica's credit
 of its rate limits (limit_credits.py) and reserved on its lease of its budgets
 (budget_leases.py), without waiting for Redis. Those credits and that lease are found
 once per principal and model and kept in an ``Account``; a request then reserves its
-maximum cost on the lease, takes its costs from the credits, and gets a ``Pass`` whose
-``settle`` corrects both when it is over. This is the engines' own arithmetic
+maximum cost on the lease, takes its costs from the credits, and gets its ``Finish`` (a
+partial of ``_settle``), which corrects both when it is over. This is the engines' own arithmetic
 (``take_from``, ``take_on``, ``adjust_from``, ``settle_on``), with the look-ups by key,
 the selections, plans, grants, tickets and reservations of separate calls left out.
 
@@ -20,6 +20,7 @@ counters), or a new UTC day (the budgets' periods), has it found again.
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from lockgate.core.gate import Finish
 from lockgate.core.memo import ByIdentity
@@ -69,42 +70,6 @@ class Account:
         self.usable = usable  # False: a credit or the lease is missing
 
 
-class Pass:
-    """A request admitted in one step: what it took, for ``settle`` to correct."""
-
-    __slots__ = ("account", "costs", "ctx", "max_cost", "owner", "tokens")
-
-    def __init__(
-        self,
-        owner: SharedAdmission,
-        account: Account,
-        ctx: RequestContext,
-        tokens: int,
-        costs: list[int],
-        max_cost: int,
-    ) -> None:
-        self.owner = owner
-        self.account = account
-        self.ctx = ctx
-        self.tokens = tokens  # the estimate the token limits were charged
-        self.costs = costs  # µs per rule
-        self.max_cost = max_cost  # reserved on the lease
-
-    def settle(self) -> None:
-        """The request is over: its real tokens on the credits (or in Redis, when a credit
-        went meanwhile), its cost on the lease."""
-        ctx, account, owner = self.ctx, self.account, self.owner
-        try:
-            used = used_tokens(ctx)
-            if used != self.tokens and account.charged:
-                owner.correct(account, self.tokens, used)
-            if account.lease is not None:
-                cost = ctx.cost or 0
-                settle_on(account.lease, self.max_cost, cost if cost > 0 else 0)
-        except Exception:
-            log.exception("settling a request's limits and budget failed")
-
-
 class SharedAdmission:
     """Redis-backed limits and budgets admitted together on this replica's credit and
     lease (the Governor's first path when the engines are shared)."""
@@ -141,22 +106,42 @@ class SharedAdmission:
         lease = account.lease
         if lease is not None and not self.leases.take_on(lease, max_cost):
             return None
-        costs = [
-            rule.request_cost if rule.requests else rule.cost_us(tokens) for rule in account.rules
-        ]
-        if account.rules:
+        rules = account.rules
+        if rules:
+            costs = [  # Rule.cost_us(tokens) of the token limits, written out
+                rule.request_cost
+                if rule.requests
+                else (-(-tokens * rule.window_us // rule.limit) if rule.limit > 0 else
+                      rule.window_us + 1)
+                for rule in rules
+            ]  # fmt: skip
             taken = self.credits.take_from(account.credits, costs)
             if taken is None:
                 if lease is not None:
                     settle_on(lease, max_cost, 0)  # given back: nothing spent
                 return None
-            ctx.limit_headers = grant_headers(account.rules, taken[0], taken[1])
-        return Pass(self, account, ctx, tokens, costs, max_cost).settle
+            ctx.limit_headers = grant_headers(rules, taken[0], taken[1])
+        return partial(self._settle, account, ctx, tokens, max_cost)
+
+    def _settle(self, account: Account, ctx: RequestContext, tokens: int, max_cost: int) -> None:
+        """The request is over: its real tokens on the credits (charged ``tokens``; in
+        Redis when a credit went meanwhile), its cost on the lease (``max_cost`` held)."""
+        try:
+            used = used_tokens(ctx)
+            if used != tokens and account.charged:
+                self.correct(account, tokens, used)
+            if account.lease is not None:
+                cost = ctx.cost or 0
+                settle_on(account.lease, max_cost, cost if cost > 0 else 0)
+        except Exception:
+            log.exception("settling a request's limits and budget failed")
 
     def correct(self, account: Account, estimate: int, used: int) -> None:
         """Charge or refund the difference between the estimate and the tokens used: on
         the credits where they are still this account's, else in Redis."""
         deltas = corrections(account.charged, estimate, used)
+        if not any(deltas):  # a large limit's correction is often 0 µs
+            return
         if account.generation[0] == self.credits.generation and self.credits.adjust_from(
             account.charged_credits, deltas
         ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 
 from lockgate.core.types import RateLimitInfo
 
@@ -36,8 +37,11 @@ def openai_duration(seconds: float) -> str:
     return openai_duration_ms(math.ceil(seconds * 1000 - 1e-6))
 
 
+@lru_cache(maxsize=4096)
 def openai_duration_ms(total_ms: int) -> str:
-    """``openai_duration`` of a whole number of milliseconds."""
+    """``openai_duration`` of a whole number of milliseconds. Remembered: the gateway's
+    own limits word a reset for every request, and those a second or more away (a
+    shared limit's, whose TAT runs ahead by the replicas' credit) repeat within a run."""
     if total_ms < 1000:
         return f"{total_ms}ms" if total_ms > 0 else "0s"
     hours, rest = divmod(total_ms, 3_600_000)
