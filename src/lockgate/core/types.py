@@ -222,9 +222,9 @@ class RequestContext:
         self.fallback = leader.fallback
 
     def response_headers(self) -> dict[str, str]:
-        headers = {"x-request-id": self.request_id}
-        if self.limit_headers:
-            headers.update(self.limit_headers)
+        limits = self.limit_headers
+        headers = limits.copy() if limits else {}  # a copy in C, not an update per header
+        headers["x-request-id"] = self.request_id
         if self.cache:
             headers["x-lockgate-cache"] = self.cache
             if self.cache_age is not None:

@@ -91,6 +91,8 @@ class KeyCache:
         entry = self._entries.get(key_hash)
         if entry is None or entry.fresh_until < time.monotonic():
             return None
+        if entry.valid_until is None and entry.principal is not None:
+            return entry.principal  # use()'s common case: no expiry, not refused
         return entry.use()
 
     async def load(self, credential: str) -> Principal:
