@@ -50,16 +50,14 @@ class FailOpen:
         self._metrics = metrics
         self._probe_interval = probe_interval
         self._clock = clock
-        self._down = False
+        # Redis is taken for unreachable (read on every request: an attribute, not a
+        # property; only this class sets it).
+        self.down = False
         self._next_probe = 0.0
-
-    @property
-    def down(self) -> bool:
-        return self._down
 
     def available(self) -> bool:
         """Whether to try Redis now: always while it answers, once per interval while not."""
-        if not self._down:
+        if not self.down:
             return True
         now = self._clock()
         if now < self._next_probe:
@@ -75,8 +73,8 @@ class FailOpen:
         except REDIS_ERRORS as exc:
             self._failed(exc)
             raise RedisUnavailable(self.engine) from exc
-        if self._down:
-            self._down = False
+        if self.down:
+            self.down = False
             log.warning("%s: Redis answers again; limits are shared again", self.engine)
             if self._metrics is not None:
                 self._metrics.recovered(self.engine)
@@ -84,9 +82,9 @@ class FailOpen:
 
     def _failed(self, exc: BaseException) -> None:
         self._next_probe = self._clock() + self._probe_interval
-        if self._down:
+        if self.down:
             return
-        self._down = True
+        self.down = True
         log.error(
             "%s: Redis unavailable (%s: %s); enforcing per replica until it answers",
             self.engine, type(exc).__name__, exc or "timed out",

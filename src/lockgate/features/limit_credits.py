@@ -113,9 +113,10 @@ class LimitCredits:
             out.append(want if eligible and due else 0)
         return out
 
-    def take(self, rules: Sequence[Rule], costs: Sequence[int]) -> tuple[int, list[int]] | None:
+    def take(self, rules: Sequence[Rule], costs: Sequence[int]) -> list[int] | None:
         """Charge ``costs`` to this replica's credit on every rule, or nothing and None.
-        Returns the estimated server time (µs) and each cell's TAT as last seen."""
+        Returns how far each cell's TAT as last seen is ahead of the estimated server
+        time (µs), for ``headers_of``."""
         found = self.find(rules)
         return None if found is None else self.take_from(found, costs)
 
@@ -130,9 +131,7 @@ class LimitCredits:
             found.append(credit)
         return found
 
-    def take_from(
-        self, found: Sequence[Credit], costs: Sequence[int]
-    ) -> tuple[int, list[int]] | None:
+    def take_from(self, found: Sequence[Credit], costs: Sequence[int]) -> list[int] | None:
         """``take`` on credits already found (``find``)."""
         mono = self._clock()
         # zip(strict=True) costs a keyword parse: found and costs are of one length
@@ -145,7 +144,9 @@ class LimitCredits:
                 if not credit.busy:
                     self._refill([credit])
                 return None
-        tats = []
+        first = found[0]
+        now = first.now + int((mono - first.seen) * US)  # the server's time, estimated
+        waits = []
         due: list[Credit] = []
         for cost, credit in zip(costs, found):  # noqa: B905 (one length)
             credit.left -= cost
@@ -157,11 +158,10 @@ class LimitCredits:
                     due.append(credit)
                 elif credit.until - mono < credit.half_life:
                     due.append(credit)
-            tats.append(credit.tat)
+            waits.append(credit.tat - now)
         if due:
             self._refill(due)  # one script call tops up every credit of the request
-        first = found[0]
-        return first.now + int((mono - first.seen) * US), tats
+        return waits
 
     def granted(
         self, rules: Sequence[Rule], now: int, tats: Sequence[int], got: Sequence[int]

@@ -27,7 +27,7 @@ from lockgate.features.ratelimit import (
     amounts,
     corrections,
     decide,
-    grant_headers,
+    headers_of,
 )
 from lockgate.storage.redis import SharedRedis
 from lockgate.storage.redis_batch import SETTLE_LINGER, ScriptBatch
@@ -158,11 +158,10 @@ class RedisRateLimiter:
         if not self.credits or self.failopen.down:  # its probes are the per-request path's
             return None
         costs = [rule.request_cost if rule.requests else rule.cost_us(tokens) for rule in rules]
-        taken = self.credits.take(rules, costs)
-        if taken is None:
+        waits = self.credits.take(rules, costs)
+        if waits is None:
             return None
-        now, tats = taken
-        return Grant(grant_headers(rules, now, tats), Ticket(charged, tokens, "credit"))
+        return Grant(headers_of(rules, waits), Ticket(charged, tokens, "credit"))
 
     async def check(
         self, limits: Iterable[RateLimit], *, model: str | None = None, tokens: int = 0

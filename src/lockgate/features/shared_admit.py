@@ -30,7 +30,7 @@ from lockgate.features.budget_leases import Lease, settle_on
 from lockgate.features.budgets_redis import RedisBudgets
 from lockgate.features.limit_credits import Credit
 from lockgate.features.local_admit import DAY, used_tokens
-from lockgate.features.ratelimit import Rule, Ticket, corrections, grant_headers
+from lockgate.features.ratelimit import Rule, Ticket, corrections, headers_of
 from lockgate.features.ratelimit_redis import RedisRateLimiter
 
 log = logging.getLogger("lockgate.limits")
@@ -93,7 +93,11 @@ class SharedAdmission:
         replica's credit and lease, or None having taken nothing."""
         if self.limiter.failopen.down or self.budgets.failopen.down:
             return None  # the fail-open path probes for Redis's return
-        account = self._accounts.get(principal, model, self._account_of)
+        found = self._accounts.seen.get((id(principal), model))  # ByIdentity.get, inline
+        if found is not None and found[0] is principal:
+            account = found[1]
+        else:
+            account = self._accounts.get(principal, model, self._account_of)
         if (
             account.generation[0] != self.credits.generation
             or account.generation[1] != self.leases.generation
@@ -115,12 +119,12 @@ class SharedAdmission:
                       rule.window_us + 1)
                 for rule in rules
             ]  # fmt: skip
-            taken = self.credits.take_from(account.credits, costs)
-            if taken is None:
+            waits = self.credits.take_from(account.credits, costs)
+            if waits is None:
                 if lease is not None:
                     settle_on(lease, max_cost, 0)  # given back: nothing spent
                 return None
-            ctx.limit_headers = grant_headers(rules, taken[0], taken[1])
+            ctx.limit_headers = headers_of(rules, waits)
         return partial(self._settle, account, ctx, tokens, max_cost)
 
     def _settle(self, account: Account, ctx: RequestContext, tokens: int, max_cost: int) -> None:
