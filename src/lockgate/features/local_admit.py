@@ -4,9 +4,10 @@ A request against in-process engines touches what its principal counts against: 
 cells of its limits (ratelimit.py) and today's counters of its budgets (budgets.py). They
 are found once per principal and model and kept in an ``Account``; a request then tests
 every cell and counter, commits only when all admit it, and gets its ``Finish`` (a
-partial of ``_settle``), which corrects them when it is over. This is the engines' own arithmetic
-(``charge``, ``Counters.no_room``, ``hold``, ``correct``, ``release``), with the look-ups,
-plans and tickets of a separate check and reservation left out: it runs for every request.
+partial of ``_settle``), which corrects them when it is over. This is the engines' own
+arithmetic (``charge``, ``Counters.no_room``, ``hold``, ``correct``, ``release``), with
+the look-ups, plans and tickets of a separate check and reservation left out: it runs
+for every request.
 
 Nothing is taken before everything admits the request. A refusing limit raises its
 refusal (message and headers) from the limiter; a budget without room goes the long way,
