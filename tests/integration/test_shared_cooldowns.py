@@ -8,6 +8,8 @@ import asyncio
 from tests.conftest import HELLO, GatewayFactory, SimFactory, chats, dep, wait_until
 from tests.integration.replica_pair import replica_pair
 
+OUTAGE_S = 4.0
+
 
 async def test_a_circuit_opened_by_one_replica_keeps_the_other_away(
     make_gateway: GatewayFactory, make_sim: SimFactory, redis_url: str, redis_prefix: str
@@ -63,7 +65,11 @@ async def test_one_replica_probes_when_the_cooldown_ends(
 async def test_a_successful_probe_closes_the_circuit_on_every_replica(
     make_gateway: GatewayFactory, make_sim: SimFactory, redis_url: str, redis_prefix: str
 ) -> None:
-    flaky, other = await make_sim(outages=[(0.0, 1.0)]), await make_sim()
+    # The outage runs from the simulator's start: long enough that the first request
+    # meets it however slowly the two replicas start on a loaded machine.
+    loop = asyncio.get_running_loop()
+    outage_ends = loop.time() + OUTAGE_S
+    flaky, other = await make_sim(outages=[(0.0, OUTAGE_S)]), await make_sim()
     models = [{"name": "m", "deployments": [{**dep(flaky, "a"), "weight": 1000}, dep(other, "b")]}]
     a, b = await replica_pair(
         make_gateway, models, redis_url, redis_prefix,
@@ -72,7 +78,9 @@ async def test_a_successful_probe_closes_the_circuit_on_every_replica(
     async with a.client() as client:
         await client.chat.completions.create(model="m", messages=HELLO)  # 503 on a, then b
     await wait_until(lambda: b.state.metrics.circuit_state.get("a") == "open")
-    await asyncio.sleep(1.2)  # the outage and the cooldown are over
+    # the outage (it began at most a moment after outage_ends was taken) and the 1 s
+    # cooldown are over
+    await asyncio.sleep(max(1.2, outage_ends - loop.time() + 0.3))
 
     async def probe_until_closed() -> None:
         async with a.client() as ca, b.client() as cb:
