@@ -56,7 +56,7 @@ def test_admits_and_settles_as_the_separate_engines_do(clock: Clock) -> None:
         for budget in BUDGETS:
             assert fast.budgets.usage(budget) == slow.budgets.usage(budget)
     assert fast.budgets.usage(BUDGETS[1]) == (sum(1_000 + i for i in range(30)), 0)
-    assert len(fast._accounts.seen) == 1  # found once, then reused
+    assert len(fast._accounts._seen) == 1  # found once, then reused
 
 
 def test_a_refused_request_takes_nothing(clock: Clock) -> None:

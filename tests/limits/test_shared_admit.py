@@ -89,7 +89,7 @@ async def test_requests_take_credit_and_lease_in_one_step_and_settle_them(
         ]
     assert lease.inflight == 0
     assert lease.pending == pending + 5 * 1_234 or lease.flushing  # or on its way to Redis
-    assert len(admission._accounts.seen) == 1  # found once, then reused
+    assert len(admission._accounts._seen) == 1  # found once, then reused
     await admission.limiter.close()
     await admission.budgets.close()
     assert await admission.budgets.usage(BUDGETS[0]) == (5 * 1_234, 0)

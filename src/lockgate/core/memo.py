@@ -18,29 +18,25 @@ class ByIdentity(Generic[V]):
     immutable inputs that live a while, such as a cached principal's limits: a hit is
     a dict read, without hashing the object's fields. Forgets everything past ``size``."""
 
-    __slots__ = ("_size", "seen")
-
     def __init__(self, size: int = 10_000) -> None:
         self._size = size
-        # (id, tag) -> (the object, its value): a caller on the hottest path may read it
-        # itself (a hit is ``found[0] is obj``), sparing a call.
-        self.seen: dict[tuple[int, Hashable], tuple[object, V]] = {}
+        self._seen: dict[tuple[int, Hashable], tuple[object, V]] = {}
 
     def get(self, obj: Obj, tag: T, compute: Callable[[Obj, T], V]) -> V:
         """The value of ``compute(obj, tag)``, computed once (a plain function, not a
         closure made per call: this runs on every request)."""
         key = (id(obj), tag)
-        found = self.seen.get(key)
+        found = self._seen.get(key)
         if found is not None and found[0] is obj:
             return found[1]
-        if len(self.seen) >= self._size:
-            self.seen.clear()
+        if len(self._seen) >= self._size:
+            self._seen.clear()
         value = compute(obj, tag)
-        self.seen[key] = (obj, value)
+        self._seen[key] = (obj, value)
         return value
 
     def clear(self) -> None:
-        self.seen.clear()
+        self._seen.clear()
 
 
 class UniqueIds:

@@ -15,8 +15,6 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-import orjson
-
 from lockgate.core.accounting import Pricer, estimate_prompt_tokens
 from lockgate.core.errors import PermissionDenied
 from lockgate.core.gate import LATER, Finish, Later
@@ -129,12 +127,7 @@ class Governor:
             return None
         if self._local is None and self._shared is None:
             return LATER
-        # input_tokens and output_tokens, their common case written out (every request)
-        messages = body.get("messages")
-        prompt = len(orjson.dumps(messages)) // 4 if messages else input_tokens(body)
-        output = body.get("max_completion_tokens") or body.get("max_tokens")
-        if not isinstance(output, int) or output <= 0:
-            output = output_tokens(body)
+        prompt, output = input_tokens(body), output_tokens(body)
         max_cost = self._max_cost(group, prompt, output) if principal.budgets else 0
         if self._local is not None:
             return self._local.admit(ctx, principal, group.name, prompt + output, max_cost)

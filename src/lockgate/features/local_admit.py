@@ -91,11 +91,7 @@ class LocalAdmission:
         if self._requests % self._SWEEP_EVERY == 0:
             limiter.sweep(now)
             budgets.sweep(wall)
-        found = self._accounts.seen.get((id(principal), model))  # ByIdentity.get, inline
-        if found is not None and found[0] is principal:
-            account = found[1]
-        else:
-            account = self._accounts.get(principal, model, self._account_of)
+        account = self._accounts.get(principal, model, self._account_of)
         if wall >= account.until or account.epoch != limiter.generation + budgets.generation:
             self._accounts.clear()  # a new day, or a sweep: found again
             account = self._accounts.get(principal, model, self._account_of)

@@ -6,9 +6,10 @@ of its rate limits (limit_credits.py) and reserved on its lease of its budgets
 (budget_leases.py), without waiting for Redis. Those credits and that lease are found
 once per principal and model and kept in an ``Account``; a request then reserves its
 maximum cost on the lease, takes its costs from the credits, and gets its ``Finish`` (a
-partial of ``_settle``), which corrects both when it is over. This is the engines' own arithmetic
-(``take_from``, ``take_on``, ``adjust_from``, ``settle_on``), with the look-ups by key,
-the selections, plans, grants, tickets and reservations of separate calls left out.
+partial of ``_settle``), which corrects both when it is over. This is the engines' own
+arithmetic (``take_from``, ``take_on``, ``adjust_from``, ``settle_on``), with the
+look-ups by key, the selections, plans, grants, tickets and reservations of separate
+calls left out.
 
 When anything is missing (a credit not yet granted or past its life, a lease without
 room, Redis away) nothing is taken and ``admit`` returns None: the Governor's other
@@ -93,11 +94,7 @@ class SharedAdmission:
         replica's credit and lease, or None having taken nothing."""
         if self.limiter.failopen.down or self.budgets.failopen.down:
             return None  # the fail-open path probes for Redis's return
-        found = self._accounts.seen.get((id(principal), model))  # ByIdentity.get, inline
-        if found is not None and found[0] is principal:
-            account = found[1]
-        else:
-            account = self._accounts.get(principal, model, self._account_of)
+        account = self._accounts.get(principal, model, self._account_of)
         if (
             account.generation[0] != self.credits.generation
             or account.generation[1] != self.leases.generation
@@ -112,13 +109,7 @@ class SharedAdmission:
             return None
         rules = account.rules
         if rules:
-            costs = [  # Rule.cost_us(tokens) of the token limits, written out
-                rule.request_cost
-                if rule.requests
-                else (-(-tokens * rule.window_us // rule.limit) if rule.limit > 0 else
-                      rule.window_us + 1)
-                for rule in rules
-            ]  # fmt: skip
+            costs = [rule.request_cost if rule.requests else rule.cost_us(tokens) for rule in rules]
             waits = self.credits.take_from(account.credits, costs)
             if waits is None:
                 if lease is not None:
