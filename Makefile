@@ -10,26 +10,41 @@ STAMP_DEV := $(VENV)/.installed-dev
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
 	-DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run test lint typecheck unit bench clean chromium wrk
+.PHONY: run test lint typecheck unit bench clean chromium wrk compiled
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[compile]'
 	touch $@
 
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@ $(STAMP_RUN)
 
-run: $(STAMP_RUN)
+# The governance path compiled with mypyc (src/lockgate/compiled.py lists the modules), in
+# place; rebuilt when any source changes, since mypyc types a module by what it imports.
+# COMPILE=0 removes the builds: the same modules then run as plain Python.
+COMPILE ?= 1
+COMPILED := src/lockgate/.compiled
+SOURCES := $(shell find src/lockgate -name '*.py')
+$(COMPILED): $(SOURCES) pyproject.toml tools/mypyc_build.py $(STAMP_RUN)
+	$(BIN)/python tools/mypyc_build.py
+	touch $@
+compiled: $(if $(filter 1,$(COMPILE)),$(COMPILED),)
+ifneq ($(COMPILE),1)
+	$(BIN)/python tools/mypyc_build.py --clean
+	rm -f $(COMPILED)
+endif
+
+run: $(STAMP_RUN) compiled
 	$(BIN)/lockgate serve $(if $(CONFIG),--config $(CONFIG),)
 
 lint: $(STAMP_DEV)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy
@@ -44,7 +59,7 @@ chromium:
 		|| { echo "could not install chromium (apt-get install chromium)" >&2; \
 		     test "$$LOCKGATE_REQUIRE_SERVICES" != 1; }
 
-unit: $(STAMP_DEV) chromium
+unit: $(STAMP_DEV) chromium compiled
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck unit
@@ -54,8 +69,9 @@ wrk:
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -q \
 		&& DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q wrk; }
 
-bench: $(STAMP_DEV) wrk
+bench: $(STAMP_DEV) wrk compiled
 	$(BIN)/python bench/overhead.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(COMPILED)
+	find src -name '*.so' -delete

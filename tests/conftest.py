@@ -18,10 +18,11 @@ from blockbuster import BlockBuster, blockbuster_ctx
 
 # build_app imports Redis's and asyncpg's modules only when a config names them; loaded
 # here, their file reads happen before blockbuster watches the tests' event loops.
+import lockgate.compiled
 import lockgate.features.budgets_redis
 import lockgate.features.ratelimit_redis
 import lockgate.features.replicas
-import lockgate.storage.pg_connect  # noqa: F401
+import lockgate.storage.pg_connect
 from lockgate.api.front.site import FrontSite
 from lockgate.app import build_app
 from lockgate.config.loader import parse_config
@@ -31,6 +32,13 @@ from lockgate.state import STATE, GatewayState
 HELLO = [{"role": "user", "content": "hello"}]
 MASTER_KEY = "sk-lockgate-test-master-0123456789"
 PROVIDER_KEY = "sk-provider-secret-abcdefghijklmnop"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop before any test runs old code: an edited module's build would load instead."""
+    old = lockgate.compiled.stale()
+    if old:
+        pytest.exit(f"compiled modules older than their sources: {old}; run `make compiled`", 2)
 
 
 @pytest.fixture(autouse=True)

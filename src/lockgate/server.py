@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from lockgate import compiled
 from lockgate.api.front.site import FrontSite
 from lockgate.app import build_app
 from lockgate.config.environment import config_from_environment, simulated_config
@@ -30,8 +31,19 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
 
 
 def run(config_path: str | None, *, host: str | None, port: int | None, insecure: bool) -> int:
+    _report_compiled()
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(serve(config_path, host=host, port=port, insecure=insecure))
+
+
+def _report_compiled() -> None:
+    """Which hot modules run compiled (before the loop starts: it reads file dates)."""
+    built, old = compiled.compiled(), compiled.stale()
+    if old:
+        log.warning(
+            "compiled modules older than their sources, run `make compiled`: %s", ", ".join(old)
+        )
+    log.info("governance path: %d of %d modules compiled", len(built), len(compiled.MODULES))
 
 
 def is_loopback(host: str) -> bool:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal, NamedTuple, Protocol
+from typing import Final, Literal, NamedTuple, Protocol
 from urllib.parse import quote
 
 from lockgate.core.errors import BudgetExceeded
@@ -237,7 +237,7 @@ class Counters:
 class LocalBudgets:
     """Budgets in this process's memory: exact for one replica, per replica for many."""
 
-    _SWEEP_EVERY = 1024  # operations between drops of finished periods' counters
+    _SWEEP_EVERY: Final = 1024  # operations between drops of finished periods' counters
 
     def __init__(
         self,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 from lockgate.core.accounting import Pricer, estimate_prompt_tokens
 from lockgate.core.errors import PermissionDenied
@@ -21,45 +21,19 @@ from lockgate.core.gate import LATER, Finish, Later
 from lockgate.core.router import ModelGroup
 from lockgate.core.tasks import TaskTracker
 from lockgate.core.types import JSON, Principal, RequestContext, Usage
-from lockgate.features.budgets import Budget, BudgetEngine, LocalBudgets, Reservation
+from lockgate.features.budgets import BudgetEngine, LocalBudgets, Reservation
+from lockgate.features.instant import InstantBudgets, InstantLimiter
 from lockgate.features.local_admit import LocalAdmission, used_tokens
-from lockgate.features.ratelimit import Grant, LocalRateLimiter, RateLimit, RateLimiter, Ticket
+from lockgate.features.ratelimit import Grant, LocalRateLimiter, RateLimiter, Ticket
 
 if TYPE_CHECKING:  # Redis's engines (and redis-py) are loaded only where configured
     from lockgate.features.shared_admit import SharedAdmission
 
 log = logging.getLogger("lockgate.limits")
+# asyncio.gather answers a list, which typeshed calls a tuple: compiled (lockgate/compiled.py),
+# the call's result would be checked for a tuple.
+_gather: Callable[..., Awaitable[list[Any]]] = asyncio.gather
 DEFAULT_OUTPUT_TOKENS = 512  # a chat request without max_tokens (the pipeline's estimate)
-
-
-@runtime_checkable
-class InstantLimiter(Protocol):
-    """A shared limiter that can admit and settle some requests without waiting (from this
-    replica's credit: limit_credits.py)."""
-
-    def try_check(
-        self, limits: Iterable[RateLimit], model: str | None, tokens: int
-    ) -> Grant | None:
-        """``check``'s grant when it needs no round trip, else None (nothing taken)."""
-        ...
-
-    def try_settle(self, ticket: Ticket, tokens: int) -> bool:
-        """True when settled without a round trip; False: nothing done, call ``settle``."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-@runtime_checkable
-class InstantBudgets(Protocol):
-    """Shared budgets that can reserve and settle some requests without waiting (on this
-    replica's leases: budget_leases.py)."""
-
-    def try_reserve(self, budgets: Iterable[Budget], max_cost: int) -> Reservation | None: ...
-
-    def try_settle(self, reservation: Reservation, cost: int) -> bool: ...
-
-    async def close(self) -> None: ...
 
 
 def output_tokens(body: JSON) -> int:
@@ -204,11 +178,13 @@ class Governor:
         """Both at once, so a request waits for one round trip to Redis, not two. When
         either refuses, what the other took is given back; a rate limit is reported
         before a budget, as when they ran one after the other."""
-        checked, reserved = await asyncio.gather(
+        gathered = await _gather(
             self.limiter.check(principal.limits, model=group.name, tokens=prompt + output),
             self.budgets.reserve(principal.budgets, self._max_cost(group, prompt, output)),
             return_exceptions=True,
         )
+        checked: Grant | BaseException = gathered[0]
+        reserved: Reservation | BaseException = gathered[1]
         if isinstance(checked, BaseException):
             if not isinstance(reserved, BaseException):
                 self._spawn(ctx, None, reserved, refused=True)  # released, nothing spent

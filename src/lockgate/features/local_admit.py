@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from typing import Final
 
 from lockgate.core.gate import Finish
 from lockgate.core.memo import ByIdentity
@@ -63,7 +64,7 @@ class Account:
 class LocalAdmission:
     """In-process limits and budgets admitted together (the Governor's local path)."""
 
-    _SWEEP_EVERY = 4096  # requests between the engines' sweeps
+    _SWEEP_EVERY: Final = 4096  # requests between the engines' sweeps
 
     def __init__(
         self,

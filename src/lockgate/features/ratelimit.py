@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import NamedTuple, NoReturn, Protocol
+from typing import Final, NamedTuple, NoReturn, Protocol
 from urllib.parse import quote
 
 from lockgate.core.errors import RateLimitExceeded
@@ -242,64 +242,48 @@ def decide(
     )  # fmt: skip
 
 
-class Figures(Protocol):
-    """What the headers read of a limit: a Rule's, or a Cell's copy of them."""
-
-    @property
-    def unit(self) -> str: ...
-    @property
-    def limit(self) -> int: ...
-    @property
-    def limit_text(self) -> str: ...
-    @property
-    def window_us(self) -> int: ...
-    @property
-    def requests(self) -> bool: ...
-
-
-def grant_headers(rules: Sequence[Figures], now: int, tats: Sequence[int]) -> dict[str, str]:
+def grant_headers(rules: Sequence[Rule], now: int, tats: Sequence[int]) -> dict[str, str]:
     """OpenAI's headers for limits whose TATs are ``tats`` at ``now``."""
     return headers_of(rules, [tat - now for tat in tats])
 
 
-def headers_of(rules: Sequence[Figures], waits: Sequence[int]) -> dict[str, str]:
+def headers_of(rules: Sequence[Rule], waits: Sequence[int]) -> dict[str, str]:
     """OpenAI's headers, per unit for the limit closest to running out (on a tie, the
     smaller limit), for limits whose TATs are ``waits`` µs ahead of now."""
-    return _headers(rules, waits, None, 0)
+    # Cells, not rules: compiled (lockgate/compiled.py), _headers reads a Cell's fields
+    # directly, where a parameter of either type would read them by name.
+    return _headers([Cell(rule) for rule in rules], waits, False, 0)
 
 
 def commit(cells: Sequence[Cell], waits: Sequence[int], now: int) -> dict[str, str]:
     """Set the cells' TATs to ``waits`` (``charge``'s) ahead of ``now`` and return their
     headers, in one pass."""
-    return _headers(cells, waits, cells, now)
+    return _headers(cells, waits, True, now)
 
 
-def _headers(
-    rules: Sequence[Figures], waits: Sequence[int], cells: Sequence[Cell] | None, now: int
-) -> dict[str, str]:
-    """``headers_of``, and with ``cells`` (``rules`` themselves) ``commit``. Runs for
-    every admitted request, hence written out flat: no calls but ``str``, one dict built
-    at once."""
-    req: Figures | None = None  # the requests limit closest to running out, its units
-    tok: Figures | None = None  # left and how far its TAT is; the same for tokens
+def _headers(cells: Sequence[Cell], waits: Sequence[int], commit: bool, now: int) -> dict[str, str]:
+    """``headers_of``, and with ``commit`` ``commit``. Runs for every admitted request,
+    hence written out flat: no calls but ``str``, one dict built at once."""
+    req: Cell | None = None  # the requests limit closest to running out, its units
+    tok: Cell | None = None  # left and how far its TAT is; the same for tokens
     req_left = tok_left = req_wait = tok_wait = 0
-    for i, rule in enumerate(rules):
+    for i, cell in enumerate(cells):
         wait = waits[i]
-        if cells is not None:
-            cells[i].tat = now + wait
-        limit = rule.limit
+        if commit:
+            cell.tat = now + wait
+        limit = cell.limit
         if wait <= 0:
             left = limit
         else:
-            window = rule.window_us
+            window = cell.window_us
             left = (window - wait) * limit // window if wait < window else 0
             if left > limit:
                 left = limit
-        if rule.requests:
+        if cell.requests:
             if req is None or left < req_left or (left == req_left and limit < req.limit):
-                req, req_left, req_wait = rule, left, wait
+                req, req_left, req_wait = cell, left, wait
         elif tok is None or left < tok_left or (left == tok_left and limit < tok.limit):
-            tok, tok_left, tok_wait = rule, left, wait
+            tok, tok_left, tok_wait = cell, left, wait
     # reset_text, written out: "0s", "1ms" ... "999ms", else openai_duration_ms
     if tok is None:
         if req is None:
@@ -388,7 +372,7 @@ class LocalRateLimiter:
     """The cells in this process's memory: exact for one replica, per replica for many."""
 
     __slots__ = ("_cells", "_checks", "_metrics", "_plan_of", "_plans", "clock", "generation")
-    _SWEEP_EVERY = 4096  # checks between drops of cells back at their full allowance
+    _SWEEP_EVERY: Final = 4096  # checks between drops of cells back at their full allowance
 
     def __init__(
         self,
