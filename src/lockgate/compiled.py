@@ -22,6 +22,7 @@ PACKAGE = Path(__file__).resolve().parent
 MODULES = (
     "lockgate.core.accounting",
     "lockgate.core.ledger_record",
+    "lockgate.core.memo",
     "lockgate.features.budget_leases",
     "lockgate.features.budgets",
     "lockgate.features.enforce",

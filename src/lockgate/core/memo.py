@@ -45,8 +45,10 @@ class UniqueIds:
 
     def __init__(self, prefix: str = "", width: int = 0) -> None:
         self._prefix = f"{prefix}{os.urandom(6).hex()}"
-        self._format = f"0{width}x" if width else "x"
+        # %-formatting: an f-string with a format spec held in a variable took twice as
+        # long compiled (lockgate/compiled.py), and longer in Python too
+        self._format = f"%s%0{width}x" if width else "%s%x"
         self._counter = itertools.count(1)
 
     def __call__(self) -> str:
-        return f"{self._prefix}{next(self._counter):{self._format}}"
+        return self._format % (self._prefix, next(self._counter))

@@ -31,7 +31,7 @@ from lockgate.features.budget_leases import Lease, settle_on
 from lockgate.features.budgets_redis import RedisBudgets
 from lockgate.features.limit_credits import Credit
 from lockgate.features.local_admit import DAY, used_tokens
-from lockgate.features.ratelimit import Rule, Ticket, corrections, headers_of
+from lockgate.features.ratelimit import Cell, Rule, Ticket, corrections, headers_of_cells
 from lockgate.features.ratelimit_redis import RedisRateLimiter
 
 log = logging.getLogger("lockgate.limits")
@@ -41,6 +41,7 @@ class Account:
     """What one principal's requests for one model take from, found once."""
 
     __slots__ = (
+        "cells",
         "charged",
         "charged_credits",
         "credits",
@@ -62,6 +63,7 @@ class Account:
         usable: bool,
     ) -> None:
         self.rules = rules
+        self.cells = tuple(Cell(rule) for rule in rules)  # the rules' figures, for headers
         self.charged = charged  # the token limits, corrected when a request is over
         self.credits = tuple(credits or ())  # per rule
         self.charged_credits = tuple(c for c in self.credits if not c.rule.requests)
@@ -115,7 +117,7 @@ class SharedAdmission:
                 if lease is not None:
                     settle_on(lease, max_cost, 0)  # given back: nothing spent
                 return None
-            ctx.limit_headers = headers_of(rules, waits)
+            ctx.limit_headers = headers_of_cells(account.cells, waits)
         return partial(self._settle, account, ctx, tokens, max_cost)
 
     def _settle(self, account: Account, ctx: RequestContext, tokens: int, max_cost: int) -> None:
