@@ -169,14 +169,8 @@ class Selection:
 def corrections(rules: Iterable[Rule], estimate: int, used: int) -> list[int]:
     """Per token limit, µs to charge (+) or refund (-) when a request charged ``estimate``
     tokens used ``used``."""
-    # Rule.cost_us(used) - Rule.cost_us(estimate), written out: every request settles
-    return [
-        (used * rule.window_us + rule.limit - 1) // rule.limit
-        - (estimate * rule.window_us + rule.limit - 1) // rule.limit
-        if rule.limit > 0
-        else 0
-        for rule in rules
-    ]
+    # Compiled, cost_us is a direct C call (a limit of 0 costs the same for any amount: 0)
+    return [rule.cost_us(used) - rule.cost_us(estimate) for rule in rules]
 
 
 def amounts(rules: Sequence[Rule], tokens: int) -> list[int]:
@@ -258,7 +252,7 @@ def headers_of(rules: Sequence[Rule], waits: Sequence[int]) -> dict[str, str]:
     smaller limit), for limits whose TATs are ``waits`` µs ahead of now."""
     # Cells, not rules: compiled (lockgate/compiled.py), _headers reads a Cell's fields
     # directly, where a parameter of either type would read them by name.
-    return _headers([Cell(rule) for rule in rules], waits, False, 0)
+    return headers_of_cells([Cell(rule) for rule in rules], waits)
 
 
 def headers_of_cells(cells: Sequence[Cell], waits: Sequence[int]) -> dict[str, str]:
