@@ -34,18 +34,22 @@ def priced(sim: Simulator) -> list[dict[str, Any]]:
     return [{"name": "gpt-4o-mini", "deployments": [{**dep(sim, "d"), "prices": PRICES}]}]
 
 
-async def ledger_cost(gw: Gateway, key_id: str, count: int) -> int:
-    """The cost on the key's ledger rows once ``count`` are written, each of 16 output
-    tokens at PRICES."""
+async def ledger_cost(gw: Gateway, key_id: str, count: int, refused: int = 0) -> int:
+    """The cost on the key's ledger rows once ``count`` answered (each of 16 output tokens
+    at PRICES) and ``refused`` refused by its budget are written."""
     db = gw.state.database
     assert db is not None
-    await wait_until(lambda: db.ledger.counts["written"] >= count, 10)
+    await wait_until(lambda: db.ledger.counts["written"] >= count + refused, 10)
     async with db.engine.connect() as conn:
         rows = (await conn.execute(select(spend_ledger))).mappings().all()
     mine = [r for r in rows if r["key_id"] == key_id]
-    assert len(mine) == count and all(r["status"] == "ok" for r in mine)
-    assert all(r["cost_nanos"] == 16 * TOKEN_NANOS for r in mine)
-    return sum(int(r["cost_nanos"]) for r in mine)
+    answered = [r for r in mine if r["status"] == "ok"]
+    assert len(answered) == count and len(mine) == count + refused
+    assert all(r["cost_nanos"] == 16 * TOKEN_NANOS for r in answered)
+    over = [r for r in mine if r["status"] != "ok"]
+    assert all(r["status"] == "budget_exceeded" and r["http_status"] == 429 for r in over)
+    assert all(r["cost_nanos"] == 0 and r["deployment"] == "" for r in over)
+    return sum(int(r["cost_nanos"]) for r in answered)
 
 
 async def call(

@@ -11,8 +11,10 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from sqlalchemy import select
 
-from tests.conftest import Gateway, GatewayFactory, SimFactory
+from lockgate.storage.schema import spend_ledger
+from tests.conftest import Gateway, GatewayFactory, SimFactory, wait_until
 from tests.governance.helpers import (
     HELLO,
     TOKEN_NANOS,
@@ -49,6 +51,17 @@ async def test_key_rpm_refuses_with_openai_headers(
     assert limited.response.headers["x-ratelimit-remaining-requests"] == "0"
     assert "reset" in " ".join(limited.response.headers)
     assert sum(sim.counts.values()) == 2
+    # The refusal has its ledger row: who was refused, for which model, billed nothing.
+    db = gw.state.database
+    assert db is not None
+    await wait_until(lambda: db.ledger.counts["written"] >= 3, 10)
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(select(spend_ledger))).mappings().all()
+    refused = [r for r in rows if r["status"] != "ok"]
+    assert [r["request_id"] for r in refused] == [limited.response.headers["x-request-id"]]
+    assert refused[0]["status"] == "rate_limit_exceeded" and refused[0]["http_status"] == 429
+    assert refused[0]["key_id"] == key_id and refused[0]["model_group"] == "gpt-4o-mini"
+    assert refused[0]["cost_nanos"] == 0 and refused[0]["deployment"] == ""
 
 
 async def test_a_changed_limit_applies_to_the_next_request(
@@ -120,14 +133,15 @@ async def test_budget_under_50_concurrent_requests_and_cost_on_the_ledger(
     for _ in range(20):  # then one at a time until the budget refuses
         done, _ = await _burst(gw, key, 1)
         if not done:
+            over += 1
             break
         ok += 1
-    spent = await ledger_cost(gw, key_id, ok)
+    spent = await ledger_cost(gw, key_id, ok, refused=over)  # a row for each refusal too
     assert spent == ok * 16 * TOKEN_NANOS  # the known usage at the known price, per row
     assert limit_nanos - 20 * TOKEN_NANOS < spent <= limit_nanos  # used, never overshot
     usage = await admin(gw, "GET", f"/admin/keys/{key_id}/usage")
     daily = next(p for p in usage["periods"] if p["period"] == "daily")
-    assert daily["spent_nanos"] == spent and daily["requests"] == ok
+    assert daily["spent_nanos"] == spent and daily["requests"] == ok + over  # refused too
     # /metrics counts what was billed: a reservation (max_tokens at the price, refused
     # ones included) is a quote, not spend.
     async with aiohttp.ClientSession() as session, session.get(f"{gw.url}/metrics") as resp:

@@ -114,7 +114,9 @@ class Pipeline:
         """The admit step where it needs no waiting, else LATER: await ``_admit_later``."""
         if self.gate is None:
             return None
-        return self.gate.admit_now(ctx, self.router.resolve(model)[0], body)
+        group = self.router.resolve(model)[0]
+        ctx.model_group = group.name  # a refused request's ledger row names it
+        return self.gate.admit_now(ctx, group, body)
 
     async def _admit_later(self, ctx: RequestContext, model: str, body: JSON) -> Finish | None:
         assert self.gate is not None  # without one, _admit_now answers
@@ -135,10 +137,10 @@ class Pipeline:
 
     async def chat(self, req: ChatRequest, ctx: RequestContext) -> ChatResponse:
         await self.authenticate(ctx)
-        finish = self._admit_now(ctx, req.model, req.body)
-        if finish is LATER:
-            finish = await self._admit_later(ctx, req.model, req.body)
-        try:
+        finish: Finish | None = None
+        try:  # a request refused at the admit step has its ledger row too
+            now = self._admit_now(ctx, req.model, req.body)
+            finish = await self._admit_later(ctx, req.model, req.body) if now is LATER else now
             result = await self._chat(req, ctx)
         except BaseException as exc:
             self._keep_bodies(ctx, req.body, None)
@@ -190,14 +192,14 @@ class Pipeline:
     async def embed(self, req: EmbeddingRequest, ctx: RequestContext) -> EmbeddingResponse:
         await self.authenticate(ctx)
         ctx.operation = "embeddings"
-        finish = self._admit_now(ctx, req.model, req.body)
-        if finish is LATER:
-            finish = await self._admit_later(ctx, req.model, req.body)
 
         def call(dep: Deployment, model: str) -> Awaitable[EmbeddingResponse]:
             return self._timed(ctx, dep, model, dep.adapter.embed(req.body, model))
 
+        finish: Finish | None = None
         try:
+            now = self._admit_now(ctx, req.model, req.body)
+            finish = await self._admit_later(ctx, req.model, req.body) if now is LATER else now
             result = await self._execute(ctx, req.model, None, call, _estimate(req.body))
         except BaseException as exc:
             self._settle(ctx, "embeddings", False, exc, finish)
@@ -210,10 +212,10 @@ class Pipeline:
         first byte can still be retried or fall back, and otherwise reaches the client as
         an ordinary error response."""
         await self.authenticate(ctx)
-        finish = self._admit_now(ctx, req.model, req.body)
-        if finish is LATER:
-            finish = await self._admit_later(ctx, req.model, req.body)
+        finish: Finish | None = None
         try:
+            now = self._admit_now(ctx, req.model, req.body)
+            finish = await self._admit_later(ctx, req.model, req.body) if now is LATER else now
             stream = await self._chat_stream(req, ctx)
             self._keep_bodies(ctx, req.body, None)  # a stream's answer is not kept
         except BaseException as exc:
