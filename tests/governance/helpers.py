@@ -34,15 +34,19 @@ def priced(sim: Simulator) -> list[dict[str, Any]]:
     return [{"name": "gpt-4o-mini", "deployments": [{**dep(sim, "d"), "prices": PRICES}]}]
 
 
+async def ledger_rows(gw: Gateway, count: int) -> list[Any]:
+    """Every ledger row, once at least ``count`` are written."""
+    db = gw.state.database
+    assert db is not None
+    await wait_until(lambda: db.ledger.counts["written"] >= count, 10)
+    async with db.engine.connect() as conn:
+        return list((await conn.execute(select(spend_ledger))).mappings().all())
+
+
 async def ledger_cost(gw: Gateway, key_id: str, count: int, refused: int = 0) -> int:
     """The cost on the key's ledger rows once ``count`` answered (each of 16 output tokens
     at PRICES) and ``refused`` refused by its budget are written."""
-    db = gw.state.database
-    assert db is not None
-    await wait_until(lambda: db.ledger.counts["written"] >= count + refused, 10)
-    async with db.engine.connect() as conn:
-        rows = (await conn.execute(select(spend_ledger))).mappings().all()
-    mine = [r for r in rows if r["key_id"] == key_id]
+    mine = [r for r in await ledger_rows(gw, count + refused) if r["key_id"] == key_id]
     answered = [r for r in mine if r["status"] == "ok"]
     assert len(answered) == count and len(mine) == count + refused
     assert all(r["cost_nanos"] == 16 * TOKEN_NANOS for r in answered)

@@ -11,15 +11,14 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from sqlalchemy import select
 
-from lockgate.storage.schema import spend_ledger
-from tests.conftest import Gateway, GatewayFactory, SimFactory, wait_until
+from tests.conftest import Gateway, GatewayFactory, SimFactory
 from tests.governance.helpers import (
     HELLO,
     TOKEN_NANOS,
     admin,
     ledger_cost,
+    ledger_rows,
     models,
     new_key,
     priced,
@@ -52,12 +51,7 @@ async def test_key_rpm_refuses_with_openai_headers(
     assert "reset" in " ".join(limited.response.headers)
     assert sum(sim.counts.values()) == 2
     # The refusal has its ledger row: who was refused, for which model, billed nothing.
-    db = gw.state.database
-    assert db is not None
-    await wait_until(lambda: db.ledger.counts["written"] >= 3, 10)
-    async with db.engine.connect() as conn:
-        rows = (await conn.execute(select(spend_ledger))).mappings().all()
-    refused = [r for r in rows if r["status"] != "ok"]
+    refused = [r for r in await ledger_rows(gw, 3) if r["status"] != "ok"]
     assert [r["request_id"] for r in refused] == [limited.response.headers["x-request-id"]]
     assert refused[0]["status"] == "rate_limit_exceeded" and refused[0]["http_status"] == 429
     assert refused[0]["key_id"] == key_id and refused[0]["model_group"] == "gpt-4o-mini"
